@@ -1,0 +1,2 @@
+/** macvtap-cni: the library. See README.md ("Library API"). */
+export * from './netlink';

@@ -1,0 +1,53 @@
+/**
+ * The project's one MAC parser and one interface-name validator. They throw TypeError/RangeError before any
+ * syscall is made, with a message that names the option and the value.
+ */
+
+const MAC_RE = /^[0-9a-fA-F]{2}([:-])[0-9a-fA-F]{2}(\1[0-9a-fA-F]{2}){4}$/;
+
+/** Parses `aa:bb:cc:dd:ee:ff` (or with dashes) into 6 bytes. */
+export function parseMac(value: unknown, what = 'mac'): Buffer {
+  if (typeof value !== 'string') throw new TypeError(`${what} must be a string like 02:00:00:00:00:01, got ${describe(value)}`);
+  if (!MAC_RE.test(value)) throw new TypeError(`${what} ${JSON.stringify(value)} is not a MAC address (expected 6 hex octets like 02:00:00:00:00:01)`);
+  return Buffer.from(value.replace(/[:-]/g, ''), 'hex');
+}
+
+/** Like parseMac, and also rejects multicast/broadcast and all-zero addresses, which no interface can own. */
+export function parseUnicastMac(value: unknown, what = 'mac'): Buffer {
+  const bytes = parseMac(value, what);
+  if (bytes[0] & 1) throw new RangeError(`${what} ${JSON.stringify(value)} is a multicast address; an interface needs a unicast MAC`);
+  if (bytes.every((b) => b === 0)) throw new RangeError(`${what} ${JSON.stringify(value)} is the all-zero address`);
+  return bytes;
+}
+
+/** Lower-case colon-separated form. */
+export function formatMac(bytes: Buffer): string {
+  return [...bytes].map((b) => b.toString(16).padStart(2, '0')).join(':');
+}
+
+/** Why `name` is not a valid Linux interface name, or undefined if it is (kernel's dev_valid_name rules). */
+export function interfaceNameProblem(name: unknown): string | undefined {
+  if (typeof name !== 'string') return `must be a string, got ${describe(name)}`;
+  if (name.length === 0) return 'must not be empty';
+  if (Buffer.byteLength(name) > 15) return `${JSON.stringify(name)} is longer than 15 bytes`;
+  if (name === '.' || name === '..') return `${JSON.stringify(name)} is reserved`;
+  if (/[/:\s]/.test(name)) return `${JSON.stringify(name)} contains '/', ':' or whitespace`;
+  return undefined;
+}
+
+export function assertInterfaceName(name: unknown, what = 'name'): asserts name is string {
+  const problem = interfaceNameProblem(name);
+  if (problem) throw (typeof name === 'string' ? new RangeError(`${what} ${problem}`) : new TypeError(`${what} ${problem}`));
+}
+
+export function assertInteger(value: unknown, what: string, min: number, max: number): asserts value is number {
+  if (typeof value !== 'number' || !Number.isInteger(value)) throw new TypeError(`${what} must be an integer, got ${describe(value)}`);
+  if (value < min || value > max) throw new RangeError(`${what} must be between ${min} and ${max}, got ${value}`);
+}
+
+export function describe(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value);
+  if (value === null || value === undefined) return String(value);
+  if (typeof value === 'object') return Array.isArray(value) ? 'an array' : 'an object';
+  return `${typeof value} ${String(value)}`;
+}

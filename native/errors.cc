@@ -1,0 +1,59 @@
+#include "errors.h"
+
+#include <string.h>
+
+namespace macvtap {
+
+namespace {
+
+struct AddonData {
+  Napi::FunctionReference error_class;
+};
+
+}  // namespace
+
+void SetErrorClass(Napi::Env env, Napi::Function cls) {
+  auto* data = env.GetInstanceData<AddonData>();
+  if (data == nullptr) {
+    data = new AddonData();
+    env.SetInstanceData(data);  // freed by node-addon-api when the environment is torn down
+  }
+  data->error_class = Napi::Persistent(cls);
+}
+
+Napi::Error MakeNetlinkError(Napi::Env env, int err, const std::string& operation, const std::string& link,
+                             const std::string& extack, const std::string& detail) {
+  const char* name = strerrorname_np(err);
+  std::string code = name != nullptr ? name : "E" + std::to_string(err);
+  std::string message = operation;
+  if (!link.empty()) message += " " + link;
+  message += ": " + (detail.empty() ? std::string(strerror(err)) : detail);
+  if (!extack.empty()) message += " (kernel: " + extack + ")";
+
+  auto* data = env.GetInstanceData<AddonData>();
+  if (data == nullptr || data->error_class.IsEmpty()) {
+    // Only reachable if the loader forgot to call init(); still never a raw errno.
+    Napi::Error plain = Napi::Error::New(env, message);
+    plain.Set("code", code);
+    plain.Set("errno", Napi::Number::New(env, err));
+    return plain;
+  }
+  Napi::Object obj = data->error_class.New({
+      Napi::String::New(env, message),
+      Napi::Number::New(env, err),
+      Napi::String::New(env, code),
+      Napi::String::New(env, operation),
+      link.empty() ? env.Undefined() : Napi::String::New(env, link),
+      extack.empty() ? env.Undefined() : Napi::String::New(env, extack),
+  });
+  return Napi::Error(env, obj);
+}
+
+Napi::Value ThrowNetlinkError(Napi::Env env, int err, const std::string& operation, const std::string& link,
+                              const std::string& extack, const std::string& detail) {
+  if (env.IsExceptionPending()) return env.Undefined();
+  MakeNetlinkError(env, err, operation, link, extack, detail).ThrowAsJavaScriptException();
+  return env.Undefined();
+}
+
+}  // namespace macvtap
