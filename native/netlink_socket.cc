@@ -352,7 +352,13 @@ void NetlinkSocket::ClosePollAndFd() {
 
 void NetlinkSocket::OnPoll(uv_poll_t* handle, int status, int /*events*/) {
   auto* self = static_cast<NetlinkSocket*>(handle->data);
-  if (self == nullptr || status < 0) return;
+  if (self == nullptr) return;
+  if (status < 0) {
+    // libuv turns POLLERR into an error status and stops the handle. A netlink socket raises POLLERR for a
+    // pending socket error, above all ENOBUFS when the kernel dropped multicast messages: recv() below
+    // returns (and clears) that error, so the user hears of it, and polling resumes.
+    if (uv_poll_start(handle, UV_READABLE, &NetlinkSocket::OnPoll) != 0) return;
+  }
   if (self->pending_) {
     self->OnRequestReadable();
   } else if (!self->watch_callback_.IsEmpty()) {

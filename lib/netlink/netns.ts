@@ -78,13 +78,20 @@ export interface MacvtapOptions {
   up?: boolean;
 }
 
-/** Changes for {@link Netns.setLink}; all are applied in one RTM_SETLINK. */
+/**
+ * Changes for {@link Netns.setLink}; all are applied in one RTM_SETLINK (a rename with `up: false`: two).
+ * The kernel applies them in its own order (MAC, MTU, name, alias, flags) and stops at the first failure, so a
+ * failed call may have applied the changes before the failing one; re-read the link.
+ */
 export interface LinkChanges {
   mac?: string;
   mtu?: number;
   promisc?: boolean;
   up?: boolean;
-  /** Rename. The kernel refuses to rename an up link (EBUSY) unless the same call sets `up: false`. */
+  /**
+   * Rename. Kernels before 6.2 refuse to rename an up link (EBUSY); with `up: false` in the same call the link
+   * is set down first (one extra request), which works everywhere.
+   */
   name?: string;
   alias?: string;
 }
@@ -94,7 +101,11 @@ export type NetnsTarget = Netns | { fd: number } | { path: string } | { pid: num
 
 /** Options of {@link Netns.moveLink}. */
 export interface MoveOptions {
-  /** New name on arrival (one request: no window with a clashing name). */
+  /**
+   * New name on arrival (one request: no window with a clashing name). If the name is taken in the target the
+   * move fails with EEXIST and the link is back where it was (the kernel moves before it renames; the library
+   * undoes the move).
+   */
   name?: string;
   /** New ifindex on arrival (kernel 5.14+); by default the kernel keeps the index if free there. */
   index?: number;
@@ -109,6 +120,7 @@ interface Step {
 type Operation<T> = Generator<Step, T, Buffer[]>;
 
 const DUMP_RETRIES = 5;
+const ECANCELED = 125;
 
 function isMissing(err: unknown): boolean {
   return err instanceof NetlinkError && (err.code === 'ENODEV' || err.code === 'ENOENT');
@@ -243,6 +255,11 @@ function setLinkRequest(ref: LinkRef, changes: LinkChanges): Buffer {
 function* setLinkOp(ref: LinkRef, changes: LinkChanges): Operation<void> {
   let target = ref;
   if (changes.name !== undefined && typeof ref === 'string') target = (yield* requireLinkOp(ref, 'set link')).index;
+  if (changes.name !== undefined && changes.up === false) {
+    // The kernel renames before it changes flags, and kernels before 6.2 refuse to rename an up link (EBUSY):
+    // a rename that also asks for "down" goes down first.
+    yield { request: setLinkRequest(target, { up: false }), operation: 'set link', link: describeRef(ref) };
+  }
   yield { request: setLinkRequest(target, changes), operation: 'set link', link: describeRef(ref) };
 }
 
@@ -252,16 +269,64 @@ function validateMoveOptions(opts: MoveOptions): void {
   if (opts.index !== undefined) assertInteger(opts.index, 'index', 1, 0x7fffffff);
 }
 
-function* moveLinkOp(ref: LinkRef, target: { fd?: number; pid?: number }, opts: MoveOptions): Operation<void> {
-  let index = typeof ref === 'number' ? ref : 0;
-  if (opts.name !== undefined && typeof ref === 'string') index = (yield* requireLinkOp(ref, 'move link')).index;
+/** Where a move sends the link: a namespace fd or a pid (IFLA_NET_NS_FD / IFLA_NET_NS_PID). */
+interface MoveTarget {
+  fd?: number;
+  pid?: number;
+}
+
+function* moveLinkOp(ref: LinkRef, target: MoveTarget, opts: MoveOptions, sourceNsFd: number): Operation<void> {
+  // A rename on arrival needs the link by ifindex (IFLA_IFNAME then names the new name), and the link's
+  // state in case the move has to be undone.
+  const before = opts.name !== undefined ? yield* requireLinkOp(ref, 'move link') : undefined;
+  const index = before ? before.index : typeof ref === 'number' ? ref : 0;
   const m = new MessageBuilder(RTM_SETLINK, NLM_F_REQUEST | NLM_F_ACK).ifinfo(index);
   if (index === 0) m.string(IFLA_IFNAME, ref as string);
   if (target.pid !== undefined) m.u32(IFLA_NET_NS_PID, target.pid);
   else m.u32(IFLA_NET_NS_FD, target.fd as number);
   if (opts.name !== undefined) m.string(IFLA_IFNAME, opts.name);
   if (opts.index !== undefined) m.s32(IFLA_NEW_IFINDEX, opts.index);
-  yield { request: m.finish(), operation: 'move link', link: describeRef(ref) };
+  try {
+    yield { request: m.finish(), operation: 'move link', link: describeRef(ref) };
+  } catch (err) {
+    if (before && err instanceof NetlinkError) yield* undoMoveOp(before, target, sourceNsFd, err);
+    throw err;
+  }
+}
+
+/**
+ * The kernel moves a link first and renames it in the target afterwards; when the new name is taken there it
+ * fails with EEXIST although the link has already left. This brings such a link back (under its old name,
+ * which it still has) and restores its up state, so that a failed move changes nothing.
+ */
+function* undoMoveOp(before: Link, target: MoveTarget, sourceNsFd: number, cause: NetlinkError): Operation<void> {
+  const stillHere = yield* getLinkOp(before.index);
+  if (stillHere && stillHere.name === before.name) return; // the kernel refused before moving anything
+  let failure: unknown;
+  try {
+    const addon = native();
+    const targetFd = target.fd ?? addon.nsOpen(`/proc/${target.pid}/ns/net`);
+    try {
+      const sock = new addon.NetlinkSocket(targetFd, 0);
+      try {
+        const [moved] = sock.requestSync(getLinkRequest(before.name), 'undo move link', before.name).map(decodeLink);
+        const back = new MessageBuilder(RTM_SETLINK, NLM_F_REQUEST | NLM_F_ACK).ifinfo(moved.index).u32(IFLA_NET_NS_FD, sourceNsFd);
+        if (moved.index !== before.index) back.s32(IFLA_NEW_IFINDEX, before.index);
+        sock.requestSync(back.finish(), 'undo move link', before.name);
+      } finally {
+        sock.close();
+      }
+    } finally {
+      if (target.fd === undefined) addon.closeFd(targetFd);
+    }
+    if (before.flags.up) yield { request: setLinkRequest(before.index, { up: true }), operation: 'undo move link', link: before.name };
+  } catch (err) {
+    failure = err;
+  }
+  if (failure !== undefined) {
+    const why = failure instanceof Error ? failure.message : String(failure);
+    throw new NetlinkError(`${cause.message}; the link was left in the target namespace (${why})`, cause.errno, cause.code, cause.operation, cause.link, cause.extack);
+  }
 }
 
 function* deleteLinkOp(ref: LinkRef): Operation<void> {
@@ -355,7 +420,10 @@ export class Netns {
     return this.nsFd;
   }
 
-  /** Closes the namespace fd and sockets. Pending async operations fail with ECANCELED. Idempotent. */
+  /**
+   * Closes the namespace fd and sockets. Pending async operations fail with ECANCELED. Idempotent.
+   * The async socket's fd is released on the next turn of the event loop (after its poll handle closes).
+   */
   close(): void {
     if (this.closed) return;
     this.closed = true;
@@ -398,7 +466,11 @@ export class Netns {
   }
 
   private runAsync<T>(op: () => Operation<T>): Promise<T> {
+    this.assertOpen();
     const run = async (): Promise<T> => {
+      if (this.closed) {
+        throw new NetlinkError(`netlink request in ${this.path}: handle closed before the request was sent`, ECANCELED, 'ECANCELED', 'netlink request', this.path);
+      }
       const sock = this.socket('async');
       const gen = op();
       let step = gen.next();
@@ -479,13 +551,14 @@ export class Netns {
   }
 
   /**
-   * Moves a link into another namespace, optionally renaming it on arrival. The link arrives down.
+   * Moves a link into another namespace, optionally renaming it on arrival. The link arrives down. On failure
+   * the link is where it was (see {@link MoveOptions.name}).
    * Equivalent to: ip link set DEV netns NS [name NEW]   (`name` on arrival needs no second step here)
    */
   moveLinkSync(ref: LinkRef, target: NetnsTarget, opts: MoveOptions = {}): void {
     validateRef(ref, 'link');
     validateMoveOptions(opts);
-    this.withTarget(target, (t) => this.runSync(moveLinkOp(ref, t, opts)));
+    this.withTarget(target, (t) => this.runSync(moveLinkOp(ref, t, opts, this.nsFd)));
   }
 
   /** Async twin of {@link moveLinkSync}. */
@@ -494,13 +567,13 @@ export class Netns {
     validateMoveOptions(opts);
     const opened = this.openTarget(target);
     try {
-      await this.runAsync(() => moveLinkOp(ref, opened.target, opts));
+      await this.runAsync(() => moveLinkOp(ref, opened.target, opts, this.nsFd));
     } finally {
       opened.release();
     }
   }
 
-  private withTarget<T>(target: NetnsTarget, fn: (t: { fd?: number; pid?: number }) => T): T {
+  private withTarget<T>(target: NetnsTarget, fn: (t: MoveTarget) => T): T {
     const opened = this.openTarget(target);
     try {
       return fn(opened.target);
@@ -509,7 +582,7 @@ export class Netns {
     }
   }
 
-  private openTarget(target: NetnsTarget): { target: { fd?: number; pid?: number }; release: () => void } {
+  private openTarget(target: NetnsTarget): { target: MoveTarget; release: () => void } {
     if (target instanceof Netns) return { target: { fd: target.fd }, release: () => undefined };
     if (typeof target === 'object' && target !== null) {
       if ('pid' in target) {
@@ -546,7 +619,16 @@ export class Netns {
    */
   tapDeviceSync(ref: LinkRef): TapDevice {
     validateRef(ref, 'link');
-    const link = this.runSync(requireLinkOp(ref, 'find tap device'));
+    return this.tapDeviceOf(this.runSync(requireLinkOp(ref, 'find tap device')));
+  }
+
+  /** Async twin of {@link tapDeviceSync} (the link lookup is asynchronous, the short sysfs read is not). */
+  async tapDevice(ref: LinkRef): Promise<TapDevice> {
+    validateRef(ref, 'link');
+    return this.tapDeviceOf(await this.runAsync(() => requireLinkOp(ref, 'find tap device')));
+  }
+
+  private tapDeviceOf(link: Link): TapDevice {
     if (link.kind !== 'macvtap') {
       throw new NetlinkError(`find tap device ${link.name}: not a macvtap (kind ${link.kind ?? 'none'})`, 22, 'EINVAL', 'find tap device', link.name);
     }

@@ -27,8 +27,9 @@ export interface TapNodeResult {
   action: 'kept' | 'created' | 'replaced';
 }
 
-const major = (rdev: number): number => Number((BigInt(rdev) >> 8n) & 0xfffn) | Number((BigInt(rdev) >> 32n) & ~0xfffn);
-const minor = (rdev: number): number => Number(BigInt(rdev) & 0xffn) | Number((BigInt(rdev) >> 12n) & ~0xffn);
+// glibc's dev_t layout (sys/sysmacros.h): major in bits 8-19 and 32-43, minor in bits 0-7 and 20-31.
+const major = (rdev: number): number => Number(((BigInt(rdev) >> 8n) & 0xfffn) | ((BigInt(rdev) >> 32n) & 0xfffff000n));
+const minor = (rdev: number): number => Number((BigInt(rdev) & 0xffn) | ((BigInt(rdev) >> 12n) & 0xffffff00n));
 
 /** Major and minor of a character device node, or undefined if `file` is missing or not a char device. */
 export function charDeviceOf(file: string): { major: number; minor: number } | undefined {
@@ -89,8 +90,12 @@ function isDanglingLink(file: string): boolean {
   }
 }
 
+/** Names the node (not the temporary name) and the step in the error, keeping errno and code. */
 function wrap(err: unknown, operation: string, file: string): NetlinkError {
-  if (err instanceof NetlinkError) return err;
+  if (err instanceof NetlinkError) {
+    const why = err.message.slice(err.message.lastIndexOf(': ') + 2);
+    return new NetlinkError(`${operation} ${file}: ${why}`, err.errno, err.code, operation, file);
+  }
   const e = err as NodeJS.ErrnoException;
   return new NetlinkError(`${operation} ${file}: ${e.message}`, e.errno ? Math.abs(e.errno) : 5, e.code ?? 'EIO', operation, file);
 }
