@@ -1,0 +1,289 @@
+#!/usr/bin/env node
+// @ts-check
+/**
+ * Builds the self-contained host executables dist/host/macvtap and dist/host/macvtap-deviceplugin:
+ * Node single-executable applications (SEA) that run on a host with no Node installed.
+ *
+ *   node deploy/build-host.mjs [--from=src|dist] [--force] [--no-code-cache] [--out=DIR]
+ *                              [--entry:NAME=PATH ...] [--only=NAME]
+ *
+ * Per program:
+ *  1. esbuild bundles a small generated entry (platform node, CommonJS, node20, minified) that installs
+ *     deploy/sea/addon.js as lib/netlink's native loader (setNativeLoader) and, for the device plugin,
+ *     points lib/deviceplugin/api at the embedded proto/ (setProtoRoot), then requires the real entry:
+ *     bin/NAME.ts (--from=src, the default: always current, no tsc needed) or dist/bin/NAME.js
+ *     (--from=dist, after `npx tsc -p .`). --entry:NAME=PATH replaces an entry (e.g. a stand-in).
+ *     The device plugin's bundle sees deploy/sea/proto-loader.js in place of @grpc/proto-loader.
+ *  2. Assets: the addon (a stripped copy of build/Release/macvtap_native.node) and, for the device
+ *     plugin, every file under proto/ plus their index (proto-index.json).
+ *  3. `node --experimental-sea-config` turns bundle + assets into a blob, with V8's code cache.
+ *  4. postject injects the blob into a stripped copy of this node binary (stripped once, cached), which
+ *     replaces the output by rename.
+ * Steps 3-4 are skipped when the output exists and a hash of everything that goes into it (bundle bytes,
+ * assets, SEA config, node binary identity, this script) equals the one recorded in NAME.build.json.
+ * The executables are built for this machine's Node version, OS and architecture.
+ */
+import { createHash } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+
+const require = createRequire(import.meta.url);
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const ROOT = path.resolve(HERE, '..');
+const SEA_FUSE = 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2';
+const ADDON_ASSET = 'macvtap_native.node';
+
+/** The programs. `protos`: the program loads .proto files through @grpc/proto-loader. */
+const PROGRAMS = [
+  { name: 'macvtap', src: 'bin/macvtap.ts', dist: 'dist/bin/macvtap.js', protos: undefined },
+  {
+    name: 'macvtap-deviceplugin',
+    src: 'bin/macvtap-deviceplugin.ts',
+    dist: 'dist/bin/macvtap-deviceplugin.js',
+    // The module whose setProtoRoot() says where proto/ is (here: the shim's virtual root).
+    protos: { src: 'lib/deviceplugin/api.ts', dist: 'dist/lib/deviceplugin/api.js' },
+  },
+];
+
+function parseArgs(argv) {
+  const opts = { from: 'src', force: false, codeCache: true, out: path.join(ROOT, 'dist', 'host'), entries: {}, only: undefined };
+  for (const arg of argv) {
+    let m;
+    if ((m = /^--from=(src|dist)$/.exec(arg))) opts.from = m[1];
+    else if (arg === '--force') opts.force = true;
+    else if (arg === '--no-code-cache') opts.codeCache = false;
+    else if ((m = /^--out=(.+)$/.exec(arg))) opts.out = path.resolve(m[1]);
+    else if ((m = /^--only=(.+)$/.exec(arg))) opts.only = m[1];
+    else if ((m = /^--entry:([\w-]+)=(.+)$/.exec(arg))) opts.entries[m[1]] = path.resolve(m[2]);
+    else throw new UsageError(`unknown argument ${arg}`);
+  }
+  return opts;
+}
+
+class UsageError extends Error {}
+
+const sha256 = (...parts) => {
+  const h = createHash('sha256');
+  for (const p of parts) h.update(p);
+  return h.digest('hex');
+};
+
+function listProtos(dir, rel = '') {
+  const out = [];
+  for (const ent of fs.readdirSync(path.join(dir, rel), { withFileTypes: true })) {
+    const r = rel ? `${rel}/${ent.name}` : ent.name;
+    if (ent.isDirectory()) out.push(...listProtos(dir, r));
+    else if (ent.name.endsWith('.proto')) out.push(r);
+  }
+  return out.sort();
+}
+
+/** A stripped copy of the running node binary, made once per binary (keyed by version, size, mtime). */
+function strippedNode(workDir) {
+  const st = fs.statSync(process.execPath);
+  const cached = path.join(workDir, `node-${process.version}-${st.size}-${Math.trunc(st.mtimeMs)}-stripped`);
+  if (!fs.existsSync(cached)) {
+    for (const old of fs.readdirSync(workDir)) if (/^node-.*-stripped$/.test(old)) fs.rmSync(path.join(workDir, old));
+    const temp = `${cached}.${process.pid}.tmp`;
+    fs.copyFileSync(process.execPath, temp);
+    quiet('strip', ['--strip-all', temp]);
+    fs.renameSync(temp, cached);
+  }
+  return cached;
+}
+
+/** Runs a tool; its chatter (strip's warnings about node's many ELF notes, node's "Wrote ...") shows only on failure. */
+function quiet(file, args) {
+  try {
+    execFileSync(file, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  } catch (err) {
+    process.stderr.write(`${err.stdout ?? ''}${err.stderr ?? ''}`);
+    throw new UsageError(`${path.basename(file)} ${args.join(' ')} failed${err.code === 'ENOENT' ? ` (${file} is not installed)` : ''}`);
+  }
+}
+
+/** Whether `to` is in the import graph of `from` (paths as esbuild's metafile has them: relative to ROOT). */
+function reaches(metafile, from, to) {
+  const seen = new Set([from]);
+  const queue = [from];
+  while (queue.length) {
+    const file = queue.shift();
+    if (file === to) return true;
+    for (const imp of metafile.inputs[file]?.imports ?? []) {
+      if (!imp.external && !seen.has(imp.path)) {
+        seen.add(imp.path);
+        queue.push(imp.path);
+      }
+    }
+  }
+  return false;
+}
+
+/** Writes `data` to `file` only if it differs (keeps mtimes of unchanged inputs stable). */
+function writeIfChanged(file, data) {
+  if (fs.existsSync(file) && fs.readFileSync(file).equals(Buffer.from(data))) return;
+  fs.writeFileSync(file, data);
+}
+
+async function buildOne(program, opts, esbuild, workDir, addonPath) {
+  const entry = opts.entries[program.name] ?? path.join(ROOT, opts.from === 'src' ? program.src : program.dist);
+  if (!fs.existsSync(entry)) throw new UsageError(`${program.name}: entry ${path.relative(ROOT, entry)} does not exist` + (opts.from === 'dist' ? ' (run `npx tsc -p .` first)' : ''));
+  const nativeModule = path.join(ROOT, opts.from === 'src' ? 'lib/netlink/native.ts' : 'dist/lib/netlink/native.js');
+  const addonLoader = path.join(HERE, 'sea', 'addon.js');
+  const protoShim = path.join(HERE, 'sea', 'proto-loader.js');
+
+  // The generated entry: install the embedded-addon loader (and the embedded proto root) before the real
+  // entry runs, so nothing can reach netlink or the .proto files the ordinary way first.
+  const stub = [
+    `require(${JSON.stringify(nativeModule)}).setNativeLoader(require(${JSON.stringify(addonLoader)}).loadEmbeddedAddon);`,
+    ...(program.protos
+      ? [`require(${JSON.stringify(path.join(ROOT, program.protos[opts.from]))}).setProtoRoot(require(${JSON.stringify(protoShim)}).EMBEDDED_ROOT);`]
+      : []),
+    `require(${JSON.stringify(entry)});`,
+  ].join('\n');
+
+  /** @type {import('esbuild').Plugin} */
+  const redirectProtoLoader = {
+    name: 'sea-proto-loader',
+    setup(build) {
+      build.onResolve({ filter: /^@grpc\/proto-loader$/ }, (args) => (args.importer === protoShim ? undefined : { path: protoShim }));
+    },
+  };
+
+  const result = await esbuild.build({
+    stdin: { contents: stub, resolveDir: ROOT, sourcefile: `sea-entry-${program.name}.js`, loader: 'js' },
+    bundle: true,
+    platform: 'node',
+    format: 'cjs',
+    target: 'node20',
+    minify: true,
+    keepNames: true,
+    legalComments: 'eof',
+    write: false,
+    metafile: true,
+    logLevel: 'warning',
+    absWorkingDir: ROOT,
+    // Lets an entry outside the tree (a stand-in under /tmp) resolve the project's dependencies.
+    nodePaths: [path.join(ROOT, 'node_modules')],
+    plugins: program.protos ? [redirectProtoLoader] : [],
+  });
+  // The hooks only work if the entry reaches the very modules the stub configured (not copies of them, as
+  // in an entry that is itself a bundle, e.g. dist/bin/macvtap.js after `npm run build:cni`).
+  for (const hooked of [nativeModule, ...(program.protos ? [path.join(ROOT, program.protos[opts.from])] : [])]) {
+    if (!reaches(result.metafile, path.relative(ROOT, entry), path.relative(ROOT, hooked))) {
+      throw new UsageError(
+        `${program.name}: ${path.relative(ROOT, entry)} does not import ${path.relative(ROOT, hooked)} ` +
+          '(is it already a bundle?); build from the sources (--from=src) or from the output of `npx tsc -p .`',
+      );
+    }
+  }
+  const bundle = Buffer.from(result.outputFiles[0].contents);
+  const bundlePath = path.join(workDir, `${program.name}.js`);
+  writeIfChanged(bundlePath, bundle);
+
+  const assets = { [ADDON_ASSET]: addonPath };
+  if (program.protos) {
+    const protoDir = path.join(ROOT, 'proto');
+    const protos = fs.existsSync(protoDir) ? listProtos(protoDir) : [];
+    const indexPath = path.join(workDir, 'proto-index.json');
+    writeIfChanged(indexPath, JSON.stringify(protos));
+    assets['proto-index.json'] = indexPath;
+    for (const rel of protos) assets[`proto/${rel}`] = path.join(protoDir, rel);
+  }
+
+  const blobPath = path.join(workDir, `${program.name}.blob`);
+  const seaConfig = {
+    main: bundlePath,
+    output: blobPath,
+    disableExperimentalSEAWarning: true,
+    useSnapshot: false,
+    useCodeCache: opts.codeCache,
+    assets,
+  };
+  const nodeStat = fs.statSync(process.execPath);
+  const hash = sha256(
+    JSON.stringify({ ...seaConfig, main: undefined, output: undefined, node: [process.version, process.execPath, nodeStat.size, nodeStat.mtimeMs] }),
+    bundle,
+    ...Object.keys(assets).sort().map((k) => Buffer.concat([Buffer.from(k), fs.readFileSync(assets[k])])),
+    fs.readFileSync(fileURLToPath(import.meta.url)),
+  );
+
+  const output = path.join(opts.out, program.name);
+  const infoPath = path.join(opts.out, `${program.name}.build.json`);
+  let info;
+  try {
+    info = JSON.parse(fs.readFileSync(infoPath, 'utf8'));
+  } catch {
+    info = undefined;
+  }
+  if (!opts.force && info?.hash === hash && fs.existsSync(output) && fs.statSync(output).size === info.size) {
+    return { ...info, rebuilt: false };
+  }
+
+  const configPath = path.join(workDir, `${program.name}.sea-config.json`);
+  fs.writeFileSync(configPath, JSON.stringify(seaConfig, null, 2));
+  quiet(process.execPath, ['--experimental-sea-config', configPath]);
+
+  const temp = `${output}.${process.pid}.tmp`;
+  try {
+    fs.copyFileSync(strippedNode(workDir), temp);
+    // postject's CLI in a child, so that LIEF's warnings about node's ELF notes stay quiet unless it fails.
+    quiet(process.execPath, [require.resolve('postject/dist/cli.js'), temp, 'NODE_SEA_BLOB', blobPath, '--sentinel-fuse', SEA_FUSE]);
+    fs.chmodSync(temp, 0o755);
+    fs.renameSync(temp, output);
+  } finally {
+    fs.rmSync(temp, { force: true });
+  }
+  info = {
+    hash,
+    size: fs.statSync(output).size,
+    bundleSize: bundle.length,
+    addonSize: fs.statSync(addonPath).size,
+    node: process.version,
+    platform: `${process.platform}-${process.arch}`,
+    codeCache: opts.codeCache,
+    entry: path.relative(ROOT, entry),
+    inputs: Object.keys(result.metafile.inputs).length,
+  };
+  fs.writeFileSync(infoPath, `${JSON.stringify(info, null, 2)}\n`);
+  return { ...info, rebuilt: true };
+}
+
+async function main() {
+  const opts = parseArgs(process.argv.slice(2));
+  const addonBuilt = path.join(ROOT, 'build', 'Release', ADDON_ASSET);
+  if (!fs.existsSync(addonBuilt)) throw new UsageError(`${path.relative(ROOT, addonBuilt)} is missing: run \`npm run build:addon\` first`);
+  const esbuild = await import('esbuild');
+  const workDir = path.join(opts.out, '.work');
+  fs.mkdirSync(workDir, { recursive: true });
+
+  // The addon travels stripped: it is written to disk at every start of the CNI, so smaller is faster.
+  const addonPath = path.join(workDir, ADDON_ASSET);
+  const strippedTemp = `${addonPath}.${process.pid}.tmp`;
+  quiet('strip', ['--strip-unneeded', '-o', strippedTemp, addonBuilt]);
+  writeIfChanged(addonPath, fs.readFileSync(strippedTemp));
+  fs.rmSync(strippedTemp);
+
+  const programs = PROGRAMS.filter((p) => !opts.only || p.name === opts.only);
+  if (programs.length === 0) throw new UsageError(`--only=${opts.only}: no such program`);
+  for (const program of programs) {
+    const started = process.hrtime.bigint();
+    const info = await buildOne(program, opts, esbuild, workDir, addonPath);
+    const ms = Number(process.hrtime.bigint() - started) / 1e6;
+    const mib = (n) => `${(n / 1048576).toFixed(1)} MiB`;
+    console.log(
+      `${path.relative(process.cwd(), path.join(opts.out, program.name)) || program.name}: ${mib(info.size)} ` +
+        `(bundle ${(info.bundleSize / 1024).toFixed(0)} KiB, addon ${(info.addonSize / 1024).toFixed(0)} KiB), ` +
+        `${info.rebuilt ? `built in ${(ms / 1000).toFixed(1)} s` : 'up to date'}`,
+    );
+  }
+}
+
+main().catch((err) => {
+  if (err instanceof UsageError) console.error(`build-host: ${err.message}`);
+  else console.error(`build-host: ${err && err.stack ? err.stack : err}`);
+  process.exit(1);
+});

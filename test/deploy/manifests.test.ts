@@ -1,0 +1,297 @@
+/**
+ * deploy/: the kustomize base and the example overlay render with kustomize (kubectl's), every object is a
+ * valid Kubernetes object (kubernetes-models' schema validators, plus a TypeScript check of each object
+ * against the API types so that a misspelt field is an error too, as the API server's strict field
+ * validation makes it), the DaemonSet has what the device plugin and the CNI plugin need, and the examples
+ * agree with each other and with the programs' own configuration parsers.
+ */
+import t from 'tap';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as ts from 'typescript';
+import { parseAllDocuments } from 'yaml';
+import { parseConfig, socketName } from '../../lib/deviceplugin/config';
+import { RESOURCE_PREFIX, resourceName } from '../../lib/naming';
+import { DEFAULT_STATE_DIR } from '../../lib/naming/allocations';
+import { parseUnicastMac } from '../../lib/netlink';
+import { decodeConfig, readConfig, readEnvironment } from '../../lib/cni/config';
+
+const ROOT = path.resolve(__dirname, '..', '..');
+const DEPLOY = path.join(ROOT, 'deploy');
+const EXAMPLES = path.join(DEPLOY, 'examples');
+const VERSION = (JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+
+// kubernetes-models is ESM-only; this file is compiled to CommonJS, where `import()` would become require().
+const importEsm = new Function('specifier', 'return import(specifier)') as (specifier: string) => Promise<Record<string, unknown>>;
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Obj = any;
+
+/** kubernetes-models module and interface of each kind the manifests use. */
+const MODELS: Record<string, { module: string; iface: string }> = {
+  'v1/Namespace': { module: 'kubernetes-models/v1/Namespace', iface: 'INamespace' },
+  'v1/ConfigMap': { module: 'kubernetes-models/v1/ConfigMap', iface: 'IConfigMap' },
+  'v1/Pod': { module: 'kubernetes-models/v1/Pod', iface: 'IPod' },
+  'apps/v1/DaemonSet': { module: 'kubernetes-models/apps/v1/DaemonSet', iface: 'IDaemonSet' },
+};
+const NAD_KEY = 'k8s.cni.cncf.io/v1/NetworkAttachmentDefinition';
+
+const kubectl = spawnSync('kubectl', ['version', '--client'], { encoding: 'utf8' });
+const noKubectl =
+  kubectl.error || kubectl.status !== 0
+    ? 'kubectl is not installed: the kustomizations can only be rendered by real kustomize (this project does not imitate it)'
+    : false;
+
+function kustomize(dir: string): Obj[] {
+  const out = spawnSync('kubectl', ['kustomize', dir], { encoding: 'utf8' });
+  if (out.status !== 0) throw new Error(`kubectl kustomize ${dir} failed: ${out.stderr}`);
+  return parseYaml(out.stdout, dir);
+}
+
+function parseYaml(text: string, what: string): Obj[] {
+  return parseAllDocuments(text).map((doc) => {
+    if (doc.errors.length) throw new Error(`${what}: ${doc.errors[0].message}`);
+    return doc.toJS();
+  });
+}
+
+function readExample(file: string): Obj {
+  const docs = parseYaml(fs.readFileSync(path.join(EXAMPLES, file), 'utf8'), file);
+  if (docs.length !== 1) throw new Error(`${file}: expected one object, found ${docs.length}`);
+  return docs[0];
+}
+
+const keyOf = (obj: Obj): string => `${obj.apiVersion}/${obj.kind}`;
+
+/** Problems kubernetes-models' validator finds in one object ('' if none). */
+async function schemaProblems(obj: Obj): Promise<string> {
+  const model = MODELS[keyOf(obj)];
+  if (!model) return `no schema for ${keyOf(obj)}`;
+  const mod = await importEsm(model.module);
+  const Model = mod[obj.kind] as new (data: Obj) => { validate(): void };
+  try {
+    new Model(obj).validate();
+    return '';
+  } catch (err) {
+    return (err as Error).message;
+  }
+}
+
+/**
+ * TypeScript's verdict on each object as a literal of its kubernetes-models API type: excess-property
+ * checks reject unknown (misspelt) fields at any depth, which the schema validators accept.
+ */
+function typeProblems(objects: Obj[]): string[] {
+  const virtual = path.join(ROOT, 'test', 'deploy', '__manifest_types__.ts');
+  const lines: string[] = [];
+  objects.forEach((obj, i) => {
+    const model = MODELS[keyOf(obj)];
+    lines.push(`import type { ${model.iface} as T${i} } from '${model.module}';`);
+    lines.push(`export const o${i}: T${i} = ${JSON.stringify(obj)};`);
+  });
+  const text = lines.join('\n');
+  const options: ts.CompilerOptions = {
+    strict: true,
+    noEmit: true,
+    skipLibCheck: true,
+    target: ts.ScriptTarget.ES2022,
+    module: ts.ModuleKind.ESNext,
+    moduleResolution: ts.ModuleResolutionKind.Bundler,
+    types: [],
+  };
+  const host = ts.createCompilerHost(options);
+  const getSourceFile = host.getSourceFile.bind(host);
+  const fileExists = host.fileExists.bind(host);
+  const readFile = host.readFile.bind(host);
+  host.getSourceFile = (file, lang, ...rest) => (file === virtual ? ts.createSourceFile(file, text, lang) : getSourceFile(file, lang, ...rest));
+  host.fileExists = (file) => file === virtual || fileExists(file);
+  host.readFile = (file) => (file === virtual ? text : readFile(file));
+  const program = ts.createProgram([virtual], options, host);
+  return ts.getPreEmitDiagnostics(program).map((d) => ts.flattenDiagnosticMessageText(d.messageText, '\n'));
+}
+
+function findKind(objects: Obj[], kind: string): Obj {
+  const found = objects.filter((o) => o.kind === kind);
+  if (found.length !== 1) throw new Error(`expected one ${kind}, found ${found.length}`);
+  return found[0];
+}
+
+const byName = <T extends { name: string }>(list: T[] | undefined, name: string): T | undefined => list?.find((x) => x.name === name);
+
+t.test('the base renders to a namespace, the default ConfigMap and the DaemonSet, all valid', { skip: noKubectl }, async (t) => {
+  const objects = kustomize(DEPLOY);
+  t.same(objects.map(keyOf).sort(), ['apps/v1/DaemonSet', 'v1/ConfigMap', 'v1/Namespace']);
+  for (const obj of objects) t.equal(await schemaProblems(obj), '', `${obj.kind} ${obj.metadata.name} passes the API schema`);
+  t.same(typeProblems(objects), [], 'no unknown or mistyped field in any object');
+
+  const ns = findKind(objects, 'Namespace').metadata.name;
+  t.equal(ns, 'macvtap-cni');
+  t.equal(findKind(objects, 'Namespace').metadata.labels['pod-security.kubernetes.io/enforce'], 'privileged', 'Pod Security Admission lets the privileged pods in');
+  for (const obj of objects.filter((o) => o.kind !== 'Namespace')) t.equal(obj.metadata.namespace, ns, `${obj.kind} is in ${ns}`);
+
+  const cm = findKind(objects, 'ConfigMap');
+  t.same(Object.keys(cm.data), ['DP_MACVTAP_CONF']);
+  t.equal(cm.data.DP_MACVTAP_CONF, '[]');
+  t.same(parseConfig(cm.data.DP_MACVTAP_CONF, 'DP_MACVTAP_CONF'), { discover: true, resources: [] }, 'the device plugin reads it as discovery');
+});
+
+t.test('the DaemonSet runs the device plugin and installs the CNI plugin as issue 5 asks', { skip: noKubectl }, async (t) => {
+  const objects = kustomize(DEPLOY);
+  const ds = findKind(objects, 'DaemonSet');
+  const cm = findKind(objects, 'ConfigMap');
+  const pod = ds.spec.template.spec;
+  t.equal(pod.hostNetwork, true);
+  t.equal(pod.hostPID, true);
+  t.equal(pod.priorityClassName, 'system-node-critical');
+  t.same(ds.spec.selector.matchLabels, pick(ds.spec.template.metadata.labels, Object.keys(ds.spec.selector.matchLabels)), 'selector matches the template');
+
+  t.equal(pod.initContainers.length, 1);
+  t.equal(pod.containers.length, 1);
+  const init = pod.initContainers[0];
+  const main = pod.containers[0];
+  for (const c of [init, main]) {
+    t.equal(c.securityContext?.privileged, true, `${c.name} is privileged`);
+    t.equal(c.image, `macvtap-cni:${VERSION}`, `${c.name} runs the project image of this version`);
+    t.equal(c.imagePullPolicy, 'IfNotPresent');
+    t.ok(c.resources?.requests?.cpu && c.resources?.requests?.memory, `${c.name} requests cpu and memory`);
+  }
+
+  const volume = (name: string): Obj => {
+    const v = byName(pod.volumes, name);
+    if (!v) throw new Error(`no volume ${name}`);
+    return v;
+  };
+  const mountOf = (c: Obj, name: string): Obj => byName(c.volumeMounts, name);
+  const hostPathMountedAt = (c: Obj, hostPath: string): string | undefined => {
+    const v = pod.volumes.find((vol: Obj) => vol.hostPath?.path === hostPath);
+    return v && mountOf(c, v.name)?.mountPath;
+  };
+
+  // The init container: writes the CNI executable into the host's /opt/cni/bin, by rename.
+  const cniMount = hostPathMountedAt(init, '/opt/cni/bin');
+  t.ok(cniMount, 'the host CNI bin directory is mounted in the init container');
+  const script = init.command.join(' ');
+  t.match(script, `mktemp ${cniMount}/`, 'the temporary file is made in the target directory');
+  t.match(script, `mv -f "$tmp" ${cniMount}/macvtap`, 'and renamed over macvtap');
+  t.equal(volume(mountOf(init, volume('cni-bin').name).name).hostPath.type, 'DirectoryOrCreate');
+
+  // The device plugin.
+  t.equal(main.command[0], '/usr/local/bin/macvtap-deviceplugin');
+  const configArg = main.command[main.command.indexOf('--config') + 1];
+  const configVolume = pod.volumes.find((v: Obj) => v.configMap);
+  t.equal(configVolume.configMap.name, cm.metadata.name, 'the config volume is the ConfigMap');
+  t.equal(configArg, path.posix.join(mountOf(main, configVolume.name).mountPath, 'DP_MACVTAP_CONF'), '--config names its DP_MACVTAP_CONF key');
+  t.equal(hostPathMountedAt(main, '/var/lib/kubelet/device-plugins'), '/var/lib/kubelet/device-plugins');
+  t.equal(hostPathMountedAt(main, DEFAULT_STATE_DIR), DEFAULT_STATE_DIR, 'allocation records land where the CNI plugin on the host reads them');
+  t.equal(hostPathMountedAt(main, '/dev'), '/dev', "tap nodes are made in the host's /dev");
+
+  // Probes as kubevirt's: the glob matches the sockets the device plugin creates.
+  const probeCommand = 'ls /var/lib/kubelet/device-plugins/macvtap.network.kubevirt.io*';
+  for (const probe of [main.readinessProbe, main.livenessProbe]) t.same(probe.exec.command, ['/bin/sh', '-c', probeCommand]);
+  t.ok(socketName('dataplane').startsWith(`${RESOURCE_PREFIX}`), 'socket names start with the probed prefix');
+});
+
+t.test('the example overlay turns every knob', { skip: noKubectl }, async (t) => {
+  const objects = kustomize(path.join(EXAMPLES, 'overlay'));
+  for (const obj of objects) t.equal(await schemaProblems(obj), '', `${obj.kind} ${obj.metadata.name} passes the API schema`);
+  t.same(typeProblems(objects), []);
+  t.equal(findKind(objects, 'Namespace').metadata.name, 'network-addons', 'namespace: the Namespace is renamed');
+  for (const obj of objects.filter((o) => o.kind !== 'Namespace')) t.equal(obj.metadata.namespace, 'network-addons');
+  const ds = findKind(objects, 'DaemonSet');
+  const pod = ds.spec.template.spec;
+  for (const c of [...pod.initContainers, ...pod.containers]) {
+    t.equal(c.image, 'registry.example.com/macvtap-cni:0.1.0', `image of ${c.name}`);
+    t.equal(c.imagePullPolicy, 'Always', `pull policy of ${c.name}`);
+  }
+  const cm = findKind(objects, 'ConfigMap');
+  t.equal(cm.metadata.name, 'dataplane-macvtap-config', 'ConfigMap name');
+  t.equal(pod.volumes.find((v: Obj) => v.configMap).configMap.name, cm.metadata.name, 'the DaemonSet follows the rename');
+  t.equal((byName(pod.volumes, 'cni-bin') as Obj).hostPath.path, '/var/lib/cni/bin', 'host CNI bin directory');
+  const config = parseConfig(cm.data.DP_MACVTAP_CONF, 'DP_MACVTAP_CONF');
+  t.equal(config.discover, false);
+  t.same(
+    config.resources.map((r) => r.name),
+    ['dataplane'],
+  );
+});
+
+t.test('the examples are valid objects that fit together', async (t) => {
+  const cm = readExample('macvtap-deviceplugin-config.yaml');
+  const nad = readExample('dataplane-network.yaml');
+  const pods = ['pod.yaml', 'pod-with-mac.yaml', 'pod-tap-only.yaml'].map(readExample);
+  for (const obj of [cm, ...pods]) t.equal(await schemaProblems(obj), '', `${obj.kind} ${obj.metadata.name} passes the API schema`);
+  t.same(typeProblems([cm, ...pods]), [], 'no unknown or mistyped field');
+
+  // The ConfigMap replaces the base's default one.
+  if (!noKubectl) {
+    const base = findKind(kustomize(DEPLOY), 'ConfigMap');
+    t.same([cm.metadata.name, cm.metadata.namespace], [base.metadata.name, base.metadata.namespace], 'same name and namespace as the default');
+  }
+  const config = parseConfig(cm.data.DP_MACVTAP_CONF, 'DP_MACVTAP_CONF', '/var/lib/kubelet/device-plugins');
+  if (config.discover) throw new Error('the explicit example must not be discovery');
+  t.same(
+    config.resources.map((r) => [r.name, r.lowerDevice, r.mode, r.capacity]),
+    [['dataplane', 'eth0', 'bridge', 50]],
+  );
+  const resource = resourceName(config.resources[0].name);
+
+  // The NetworkAttachmentDefinition (a CRD: its shape is checked here, its CNI config by the plugin).
+  t.equal(keyOf(nad), NAD_KEY);
+  t.same(Object.keys(nad).sort(), ['apiVersion', 'kind', 'metadata', 'spec']);
+  t.same(Object.keys(nad.spec), ['config']);
+  t.equal(nad.metadata.annotations['k8s.v1.cni.cncf.io/resourceName'], resource, 'backed by the example resource');
+  const cniConfig = JSON.parse(nad.spec.config);
+  t.equal(cniConfig.type, 'macvtap');
+  t.equal(cniConfig.name, nad.metadata.name);
+
+  // Pods: each asks for one device of that resource; the attached ones name the network.
+  for (const pod of pods) {
+    const limits = pod.spec.containers.map((c: Obj) => c.resources?.limits ?? {});
+    t.same(limits, [{ [resource]: 1 }], `${pod.metadata.name} requests one ${resource}`);
+  }
+  const [attached, withMac, tapOnly] = pods;
+  t.equal(attached.metadata.annotations['k8s.v1.cni.cncf.io/networks'], nad.metadata.name);
+  const selection = JSON.parse(withMac.metadata.annotations['k8s.v1.cni.cncf.io/networks']);
+  t.equal(selection.length, 1);
+  t.equal(selection[0].name, nad.metadata.name);
+  t.doesNotThrow(() => parseUnicastMac(selection[0].mac), 'the annotation carries a unicast MAC');
+  t.notOk(tapOnly.metadata.annotations?.['k8s.v1.cni.cncf.io/networks'], 'the tap-only pod is attached to no network');
+});
+
+t.test("the example network's CNI config is accepted by the plugin's own parser, as Multus delivers it", async (t) => {
+  const nad = readExample('dataplane-network.yaml');
+  const withMac = readExample('pod-with-mac.yaml');
+  const annotationMac = JSON.parse(withMac.metadata.annotations['k8s.v1.cni.cncf.io/networks'])[0].mac;
+  // Multus adds the allocated device as "deviceID" and passes the annotation's MAC in CNI_ARGS.
+  const delivered = { ...decodeConfig(nad.spec.config), deviceID: 'dataplaneMvp0' };
+  const multusArgs = 'IgnoreUnknown=true;K8S_POD_NAMESPACE=default;K8S_POD_NAME=macvtap-pod-with-mac;K8S_POD_INFRA_CONTAINER_ID=0123abcd;K8S_POD_UID=5f0c';
+  const env = readEnvironment('ADD', {
+    CNI_COMMAND: 'ADD',
+    CNI_CONTAINERID: '0123abcd',
+    CNI_NETNS: '/var/run/netns/pod',
+    CNI_IFNAME: 'net1',
+    CNI_ARGS: `${multusArgs};MAC=${annotationMac}`,
+  });
+  const conf = readConfig('ADD', delivered, env, {});
+  t.match(conf, { cniVersion: JSON.parse(nad.spec.config).cniVersion, name: 'dataplane', type: 'macvtap', deviceID: 'dataplaneMvp0', mtu: 1500 });
+  t.same([conf.mac, conf.macSource], [annotationMac, 'CNI_ARGS MAC'], "the annotation's MAC reaches the interface");
+  const plain = readConfig('ADD', delivered, readEnvironment('ADD', { CNI_CONTAINERID: '0123abcd', CNI_NETNS: '/var/run/netns/pod', CNI_IFNAME: 'net1', CNI_ARGS: multusArgs }), {});
+  t.equal(plain.mac, undefined, 'without a MAC in the annotation the macvtap keeps its own');
+});
+
+t.test('the oracles reject what they should (a misspelt field, a bad enum value)', async (t) => {
+  const ds = { apiVersion: 'apps/v1', kind: 'DaemonSet', metadata: { name: 'x' }, spec: { selector: {}, template: { spec: { containers: [{ name: 'c', image: 'i' }] } } } };
+  t.equal(await schemaProblems(ds), '');
+  t.same(typeProblems([ds]), []);
+  const misspelt = structuredClone(ds) as Obj;
+  misspelt.spec.template.spec.containers[0].imagePullPolcy = 'Always';
+  t.match(typeProblems([misspelt]).join('\n'), /imagePullPolcy/);
+  const badEnum = structuredClone(ds) as Obj;
+  badEnum.spec.template.spec.containers[0].imagePullPolicy = 'Sometimes';
+  t.match(await schemaProblems(badEnum), /imagePullPolicy must be equal to one of the allowed values/);
+});
+
+function pick(obj: Record<string, string>, keys: string[]): Record<string, string> {
+  return Object.fromEntries(keys.map((k) => [k, obj[k]]));
+}
