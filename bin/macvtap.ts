@@ -1,0 +1,51 @@
+#!/usr/bin/env node
+/**
+ * The `macvtap` CNI plugin executable: CNI_* environment and network configuration on stdin in, result or
+ * error JSON on stdout, logs on stderr (or the configured logFile). Loads only the CNI path (no gRPC, no
+ * device plugin): its start-up time is the pod's network set-up latency.
+ */
+import { fstatSync, readFileSync, writeSync, type Stats } from 'node:fs';
+import { runPlugin } from '../lib/cni/plugin';
+
+/** Whole stdin; empty when stdin is a terminal or closed (nothing to wait for). */
+function readStdin(): string {
+  let st: Stats;
+  try {
+    st = fstatSync(0);
+  } catch {
+    return '';
+  }
+  if (st.isCharacterDevice() && st.rdev !== 0x103 /* /dev/null */) return '';
+  try {
+    return readFileSync(0, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+function writeAll(fd: number, text: string): void {
+  const data = Buffer.from(text);
+  let offset = 0;
+  while (offset < data.length) {
+    try {
+      offset += writeSync(fd, data, offset);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') return;
+    }
+  }
+}
+
+function fatal(err: unknown): void {
+  const msg = err instanceof Error ? err.message : String(err);
+  writeAll(1, `${JSON.stringify({ cniVersion: '1.1.0', code: 199, msg: `internal error: ${msg}`, details: '' }, null, 2)}\n`);
+  writeAll(2, `macvtap[${process.pid}]: internal error: ${msg}\n`);
+  process.exit(1);
+}
+
+process.on('uncaughtException', fatal);
+process.on('unhandledRejection', fatal);
+
+runPlugin(process.env, readStdin).then(({ stdout, exitCode }) => {
+  if (stdout) writeAll(1, stdout);
+  process.exitCode = exitCode;
+}, fatal);

@@ -1,0 +1,79 @@
+/**
+ * One invocation of the plugin: CNI_* environment and stdin in, stdout text and exit code out. Never throws:
+ * every failure becomes the spec's error result `{cniVersion, code, msg, details}` and exit code 1, and the log
+ * gets one line (no stack traces anywhere).
+ */
+import { Command, decodeConfig, Environment, rawVersion, readCommand, readConfig, readEnvironment } from './config';
+import { CniError, describeError, ErrorCode, errorResult } from './errors';
+import { log } from './log';
+import { LATEST_VERSION, versionResult } from './version';
+
+export interface PluginOutput {
+  stdout: string;
+  exitCode: number;
+}
+
+/** Runs the command in `env.CNI_COMMAND`. `readStdin` is called at most once. */
+export async function runPlugin(env: NodeJS.ProcessEnv, readStdin: () => string): Promise<PluginOutput> {
+  let config: Record<string, unknown> | undefined;
+  let command: Command | undefined;
+  try {
+    command = readCommand(env);
+    const stdin = readStdin();
+    if (command === 'VERSION') return { stdout: json(versionResult(requestedVersion(stdin))), exitCode: 0 };
+    config = decodeConfig(stdin);
+    const attachment: Environment | undefined = command === 'ADD' || command === 'DEL' || command === 'CHECK' ? readEnvironment(command, env) : undefined;
+    const conf = readConfig(command, config, attachment, env);
+    if (attachment) log.configure({ prefix: ` ${command} ${attachment.containerId.slice(0, 12)}/${attachment.ifname}${conf.deviceID ? ` ${conf.deviceID}` : ''}` });
+    else log.configure({ prefix: ` ${command}` });
+    log.debug(`network ${conf.name}, netns ${attachment?.netns || '-'}, mac ${conf.mac ?? '-'} (${conf.macSource ?? 'kernel'}), mtu ${conf.mtu ?? '-'}`);
+    // Each command's module is loaded only for that command (static paths: bundlers still see them).
+    /* eslint-disable @typescript-eslint/no-require-imports */
+    switch (command) {
+      case 'ADD': {
+        const { cmdAdd } = require('./add') as typeof import('./add');
+        return { stdout: json(await cmdAdd(attachment as Environment, conf)), exitCode: 0 };
+      }
+      case 'DEL': {
+        const { cmdDel } = require('./del') as typeof import('./del');
+        await cmdDel(attachment as Environment, conf);
+        return { stdout: '', exitCode: 0 };
+      }
+      case 'CHECK': {
+        const { cmdCheck } = require('./check') as typeof import('./check');
+        cmdCheck(attachment as Environment, conf);
+        return { stdout: '', exitCode: 0 };
+      }
+      case 'GC': {
+        const { cmdGc } = require('./maintenance') as typeof import('./maintenance');
+        await cmdGc(conf);
+        return { stdout: '', exitCode: 0 };
+      }
+      case 'STATUS': {
+        const { cmdStatus } = require('./maintenance') as typeof import('./maintenance');
+        cmdStatus(conf);
+        return { stdout: '', exitCode: 0 };
+      }
+    }
+    /* eslint-enable @typescript-eslint/no-require-imports */
+  } catch (err) {
+    const failure =
+      err instanceof CniError ? err : new CniError(ErrorCode.Internal, `internal error during ${command ?? 'start-up'}: ${describeError(err)}`);
+    log.error(`${failure.message}${failure.details ? ` (${failure.details})` : ''} [code ${failure.code}]`);
+    return { stdout: json(errorResult(failure, rawVersion(config) ?? LATEST_VERSION)), exitCode: 1 };
+  } finally {
+    log.close();
+  }
+}
+
+function requestedVersion(stdin: string): unknown {
+  try {
+    return (JSON.parse(stdin) as { cniVersion?: unknown } | null)?.cniVersion;
+  } catch {
+    return undefined;
+  }
+}
+
+function json(value: unknown): string {
+  return `${JSON.stringify(value, null, 2)}\n`;
+}

@@ -1,0 +1,188 @@
+// DEL idempotency, CHECK drift, GC and STATUS of the CNI plugin (root only), against the real kernel.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import t from 'tap';
+import { makeNetns, removeNetns, rootOnly } from '../support/kernel';
+import { addMacvtap, cni, conf, ip, ipLink, makeScene, noStack, world, writeAllocation } from './harness';
+
+t.test('DEL is idempotent: twice, without CNI_NETNS, with the namespace gone', { skip: rootOnly }, async (t) => {
+  const s = makeScene(t, { indexes: 2 });
+  const [idx, idx2] = s.indexes;
+  addMacvtap(s, 'mvtdel', idx);
+  const config = conf(s, { deviceID: 'mvtdel', mac: '02:00:00:00:02:01', mtu: 1300 });
+  const pristine = world(s, [idx]);
+
+  t.equal(cni(s, { command: 'ADD', config }).status, 0, 'ADD');
+  let r = cni(s, { command: 'DEL', config });
+  t.equal(r.status, 0, 'first DEL');
+  t.same(world(s, [idx]), pristine, 'first DEL: host link back with its settings, pod empty, tap node as before');
+  r = cni(s, { command: 'DEL', config });
+  t.equal(r.status, 0, 'second DEL succeeds');
+  t.equal(r.stdout, '', 'and prints nothing');
+  t.same(world(s, [idx]), pristine, 'second DEL changed nothing');
+
+  // Without CNI_NETNS: the attachment record knows the namespace, so the link still comes back.
+  t.equal(cni(s, { command: 'ADD', config }).status, 0, 'ADD again');
+  r = cni(s, { command: 'DEL', config, netns: null });
+  t.equal(r.status, 0, 'DEL without CNI_NETNS');
+  t.same(world(s, [idx]), pristine, 'DEL without CNI_NETNS returned the link');
+  t.equal(cni(s, { command: 'DEL', config, netns: null }).status, 0, 'and again, with nothing recorded');
+  // Nor a deviceID: nothing recorded, nothing to do.
+  const noDevice = conf(s);
+  t.equal(cni(s, { command: 'DEL', config: noDevice, netns: null }).status, 0, 'DEL without deviceID nor CNI_NETNS');
+
+  // The namespace is gone (the kernel destroyed the macvtap with it).
+  const pod2 = makeNetns(t, 'mvcp');
+  const netns2 = `/var/run/netns/${pod2}`;
+  addMacvtap(s, 'mvtdel2', idx2);
+  const config2 = conf(s, { deviceID: 'mvtdel2' });
+  t.equal(cni(s, { command: 'ADD', config: config2, netns: netns2, containerId: 'gone01' }).status, 0, 'ADD into a second pod');
+  removeNetns(pod2);
+  t.notOk(ipLink(s.host, 'mvtdel2'), 'the macvtap died with its namespace');
+  r = cni(s, { command: 'DEL', config: config2, netns: netns2, containerId: 'gone01' });
+  t.equal(r.status, 0, 'DEL with the namespace gone succeeds');
+  t.notOk(fs.existsSync(path.join(s.stateDir, 'attachments', 'mvtdel2.json')), 'and drops the attachment record');
+  t.equal(cni(s, { command: 'DEL', config: config2, netns: netns2, containerId: 'gone01' }).status, 0, 'and again');
+
+  // Lenient DEL: values that made ADD fail do not block the cleanup.
+  r = cni(s, { command: 'DEL', config: { ...config, mac: 'bogus', mtu: 'x', owner: -1 }, args: 'UNKNOWN=1;junk' });
+  t.equal(r.status, 0, 'DEL with invalid mac/mtu/owner/CNI_ARGS still succeeds');
+  t.ok(noStack(r));
+});
+
+t.test('a late DEL of an old sandbox leaves the device of the new one alone', { skip: rootOnly }, async (t) => {
+  const s = makeScene(t, { indexes: 1 });
+  addMacvtap(s, 'mvtlate', s.indexes[0]);
+  const config = conf(s, { deviceID: 'mvtlate' });
+  t.equal(cni(s, { command: 'ADD', config, containerId: 'old01' }).status, 0);
+  t.equal(cni(s, { command: 'DEL', config, containerId: 'old01' }).status, 0);
+  const pod2 = makeNetns(t, 'mvcp');
+  t.equal(cni(s, { command: 'ADD', config, containerId: 'new01', netns: `/var/run/netns/${pod2}` }).status, 0, 'new sandbox');
+  const held = world(s, s.indexes);
+  const heldPod2 = ip('-n', pod2, '-j', '-d', 'link', 'show');
+  t.equal(cni(s, { command: 'DEL', config, containerId: 'old01' }).status, 0, 'late DEL of the old sandbox');
+  t.equal(cni(s, { command: 'DEL', config, containerId: 'old01', netns: null }).status, 0, 'late DEL without CNI_NETNS');
+  t.same(world(s, s.indexes), held, 'nothing moved');
+  t.equal(ip('-n', pod2, '-j', '-d', 'link', 'show'), heldPod2, 'the new sandbox keeps its interface');
+  t.ok(fs.existsSync(path.join(s.stateDir, 'attachments', 'mvtlate.json')), "the new sandbox's record is kept");
+  t.equal(cni(s, { command: 'DEL', config, containerId: 'new01', netns: `/var/run/netns/${pod2}` }).status, 0);
+});
+
+t.test('CHECK passes after ADD and reports every drift', { skip: rootOnly }, async (t) => {
+  const s = makeScene(t, { indexes: 1 });
+  const idx = s.indexes[0];
+  addMacvtap(s, 'mvtchk', idx);
+  const base = conf(s, { cniVersion: '1.0.0', deviceID: 'mvtchk', mac: '02:00:00:00:03:01', mtu: 1400 });
+  const add = cni(s, { command: 'ADD', config: base });
+  t.equal(add.status, 0);
+  const config = { ...base, prevResult: add.json };
+  const check = (): ReturnType<typeof cni> => cni(s, { command: 'CHECK', config });
+  let r = check();
+  t.equal(r.status, 0, `CHECK right after ADD (${r.stdout})`);
+  t.equal(r.stdout, '', 'CHECK prints nothing on success');
+
+  const drifts: [string, () => void, () => void, RegExp][] = [
+    ['MTU', () => ip('-n', s.pod, 'link', 'set', 'net1', 'mtu', '1300'), () => ip('-n', s.pod, 'link', 'set', 'net1', 'mtu', '1400'), /mtu is 1300, expected 1400/],
+    ['MAC', () => ip('-n', s.pod, 'link', 'set', 'net1', 'address', '02:00:00:00:03:99'), () => ip('-n', s.pod, 'link', 'set', 'net1', 'address', '02:00:00:00:03:01'), /mac is 02:00:00:00:03:99/],
+    ['promisc', () => ip('-n', s.pod, 'link', 'set', 'net1', 'promisc', 'on'), () => ip('-n', s.pod, 'link', 'set', 'net1', 'promisc', 'off'), /promisc is on/],
+    ['down', () => ip('-n', s.pod, 'link', 'set', 'net1', 'down'), () => ip('-n', s.pod, 'link', 'set', 'net1', 'up'), /it is down/],
+    ['tap owner', () => fs.chownSync(`/dev/tap${idx}`, 0, 0), () => fs.chownSync(`/dev/tap${idx}`, 107, 107), /owned by 0:0, expected 107:107/],
+    ['tap node missing', () => fs.renameSync(`/dev/tap${idx}`, `/dev/tap${idx}.away`), () => fs.renameSync(`/dev/tap${idx}.away`, `/dev/tap${idx}`), /missing or not a character device/],
+  ];
+  for (const [label, drift, fix, why] of drifts) {
+    drift();
+    r = check();
+    t.equal(r.status, 1, `${label} drift: CHECK fails`);
+    t.equal(r.json?.code, 107, `${label} drift: code 107`);
+    t.match(r.json?.details, why, `${label} drift: details say what`);
+    fix();
+    t.equal(check().status, 0, `${label} fixed: CHECK passes again`);
+  }
+  // The config and prevResult disagree.
+  r = cni(s, { command: 'CHECK', config: { ...config, mtu: 1500 } });
+  t.equal(r.json?.code, 107, 'config mtu differs from the interface');
+  // prevResult does not list the interface / no prevResult.
+  r = cni(s, { command: 'CHECK', config: { ...config, prevResult: { cniVersion: '1.0.0', interfaces: [] } } });
+  t.equal(r.json?.code, 107, 'prevResult without the interface');
+  r = cni(s, { command: 'CHECK', config: base });
+  t.equal(r.json?.code, 7, 'no prevResult: code 7');
+  // Gone entirely.
+  ip('-n', s.pod, 'link', 'set', 'net1', 'netns', s.host, 'name', 'mvtchk');
+  r = check();
+  t.equal(r.json?.code, 107, 'interface missing: code 107');
+  t.match(r.json?.msg, /missing/);
+  // A namespace that does not exist.
+  r = cni(s, { command: 'CHECK', config, netns: '/var/run/netns/no-such-ns' });
+  t.equal(r.json?.code, 3, 'CHECK in a namespace that does not exist: code 3');
+  t.equal(cni(s, { command: 'DEL', config }).status, 0);
+});
+
+t.test('GC returns the devices of attachments that are not valid, only for its network', { skip: rootOnly }, async (t) => {
+  const s = makeScene(t, { indexes: 4 });
+  const names = ['mvtgc0', 'mvtgc1', 'mvtgc2', 'mvtgc3'];
+  names.forEach((n, i) => addMacvtap(s, n, s.indexes[i]));
+  const pods = names.map(() => makeNetns(t, 'mvcp'));
+  const pristineHost = ipLink(s.host, 'mvtgc1');
+  // gc0, gc1 on network "dataplane"; gc2 on network "other"; gc3 on "dataplane" with its namespace gone.
+  const add = (i: number, network: string): void => {
+    const r = cni(s, { command: 'ADD', config: conf(s, { name: network, deviceID: names[i] }), containerId: `gc${i}`, netns: `/var/run/netns/${pods[i]}` });
+    t.equal(r.status, 0, `ADD ${names[i]} (${r.stdout})`);
+  };
+  add(0, 'dataplane');
+  add(1, 'dataplane');
+  add(2, 'other');
+  add(3, 'dataplane');
+  removeNetns(pods[3]);
+  // A crashed invocation's lock (pid 2^22+1 cannot exist).
+  fs.writeFileSync(path.join(s.stateDir, 'locks', 'crashed.lock'), `${2 ** 22 + 1} 123\n`);
+
+  const gc = (config: Record<string, unknown>): ReturnType<typeof cni> => cni(s, { command: 'GC', config, env: { CNI_CONTAINERID: undefined, CNI_IFNAME: undefined }, netns: null });
+  const r = gc(conf(s, { 'cni.dev/valid-attachments': [{ containerID: 'gc0', ifname: 'net1' }] }));
+  t.equal(r.status, 0, `GC (${r.stdout})`);
+  t.equal(r.stdout, '', 'GC prints nothing');
+  t.ok(ipLink(pods[0], 'net1'), 'valid attachment untouched');
+  t.notOk(ipLink(pods[1], 'net1'), 'stale attachment: interface left its pod');
+  const back = ipLink(s.host, 'mvtgc1');
+  t.equal(back?.ifindex, s.indexes[1], 'and is back in the host under its name and ifindex');
+  t.equal(back?.address, pristineHost.address, 'with its original MAC');
+  t.ok(ipLink(pods[2], 'net1'), "another network's attachment untouched");
+  const records = fs.readdirSync(path.join(s.stateDir, 'attachments')).sort();
+  t.same(records, ['mvtgc0.json', 'mvtgc2.json'], 'records of the stale attachments dropped (also the one whose namespace is gone)');
+  t.notOk(fs.existsSync(path.join(s.stateDir, 'locks', 'crashed.lock')), "a dead owner's lock removed");
+
+  // The older spelling libcni also sends; an empty list collects every attachment of the network.
+  t.equal(gc(conf(s, { name: 'other', 'cni.dev/attachments': [] })).status, 0, 'GC of "other" with an empty list');
+  t.notOk(ipLink(pods[2], 'net1'), 'its attachment released');
+  t.equal(gc(conf(s, { 'cni.dev/valid-attachments': [{ containerID: 'gc0', ifname: 'net1' }] })).status, 0, 'GC again: nothing left to do');
+  t.ok(ipLink(pods[0], 'net1'), 'still valid, still attached');
+  // Malformed lists.
+  t.equal(gc(conf(s)).json?.code, 7, 'GC without valid-attachments: code 7');
+  t.equal(gc(conf(s, { 'cni.dev/valid-attachments': [{ containerID: 1 }] })).json?.code, 7, 'malformed entry: code 7');
+  t.equal(cni(s, { command: 'DEL', config: conf(s, { deviceID: 'mvtgc0' }), containerId: 'gc0', netns: `/var/run/netns/${pods[0]}` }).status, 0);
+});
+
+t.test('STATUS: ready, not ready (50), and degraded (51)', { skip: rootOnly }, async (t) => {
+  const s = makeScene(t, { indexes: 1 });
+  const status = (config: Record<string, unknown>): ReturnType<typeof cni> => cni(s, { command: 'STATUS', config, env: { CNI_CONTAINERID: undefined, CNI_IFNAME: undefined }, netns: null });
+  let r = status(conf(s));
+  t.equal(r.status, 0, `ready (${r.stdout})`);
+  t.equal(r.stdout, '', 'ready prints nothing');
+
+  const blocker = path.join(s.stateDir, 'not-a-dir');
+  fs.writeFileSync(blocker, '');
+  r = status(conf(s, { stateDir: path.join(blocker, 'state') }));
+  t.equal(r.json?.code, 50, 'state directory unusable: 50');
+  t.match(r.json?.msg, /not writable/);
+
+  // A device attached on this network loses its lower device.
+  writeAllocation(s, { deviceID: 'statusMvp0', linkName: 'mvtstatus', ifindex: s.indexes[0] });
+  addMacvtap(s, 'mvtstatus', s.indexes[0]);
+  t.equal(cni(s, { command: 'ADD', config: conf(s, { deviceID: 'statusMvp0' }) }).status, 0, 'ADD');
+  t.equal(status(conf(s)).status, 0, 'still ready');
+  ip('-n', s.host, 'link', 'del', s.lower);
+  r = status(conf(s));
+  t.equal(r.json?.code, 51, 'lower device gone under an attachment: 51');
+  t.match(r.json?.details, /statusMvp0 \(lower device lower0/);
+  t.equal(status(conf(s, { name: 'elsewhere' })).status, 0, 'other networks are unaffected');
+  t.equal(cni(s, { command: 'DEL', config: conf(s, { deviceID: 'statusMvp0' }) }).status, 0, 'DEL still succeeds');
+});
