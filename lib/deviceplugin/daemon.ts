@@ -1,0 +1,325 @@
+/**
+ * The device plugin daemon: keeps one ResourcePlugin per configured (or discovered) resource served and
+ * registered with the kubelet, follows the lower devices' health through link events, and reacts to kubelet
+ * restarts and configuration changes without polling.
+ *
+ * Everything that changes which servers run or whom they registered with goes through reconcile(), which runs
+ * one at a time; triggers (directory events, configuration reloads, discovery, retry timers) only schedule it.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Netns } from '../netlink';
+import { AllocationStore } from '../naming/allocations';
+import { Allocator, IfindexRange, isRetired } from './allocator';
+import { KUBELET_SOCKET } from './api';
+import { ConfigError, discoveredResource, isDiscoverable, parseConfig, PluginConfig, ResourceConfig, resourceNameProblem, sameResource } from './config';
+import { LinkTable } from './links';
+import { errorMessage, Logger } from './log';
+import { ResourcePlugin } from './resource';
+
+export type ConfigSource = { kind: 'env'; name: string; text: string } | { kind: 'file'; path: string };
+
+export interface DaemonOptions {
+  /** The kubelet's device-plugin directory (holds kubelet.sock and our sockets). */
+  pluginDir: string;
+  /** Host state directory; allocation records go to `<stateDir>/allocations/`. */
+  stateDir: string;
+  source: ConfigSource;
+  /** The configuration already parsed from `source` (start-up validates before the daemon is built). */
+  config: PluginConfig;
+  ifindexRange?: IfindexRange;
+  /** Link kinds `[]` discovery accepts besides physical links and bonds. */
+  discoverKinds?: string[];
+  log: Logger;
+}
+
+const RETRY_MIN_MS = 500;
+const RETRY_MAX_MS = 10000;
+/** Coalesces the burst of events one ConfigMap update or editor save produces. */
+const CONFIG_SETTLE_MS = 20;
+
+/** Reads a configuration source; throws ConfigError. */
+export function readConfig(source: ConfigSource, pluginDir?: string): { text: string; config: PluginConfig } {
+  if (source.kind === 'env') return { text: source.text, config: parseConfig(source.text, source.name, pluginDir) };
+  let text: string;
+  try {
+    text = fs.readFileSync(source.path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(source.path, `cannot read the file: ${(err as NodeJS.ErrnoException).code ?? errorMessage(err)}`);
+  }
+  return { text, config: parseConfig(text, source.path, pluginDir) };
+}
+
+export class Daemon {
+  private readonly opts: DaemonOptions;
+  private readonly log: Logger;
+  private readonly netns: Netns;
+  private readonly reaperNetns: Netns;
+  private readonly links: LinkTable;
+  private readonly allocator: Allocator;
+  private readonly plugins = new Map<string, ResourcePlugin>();
+  private config: PluginConfig;
+  private configText: string | undefined;
+  private dirWatcher: fs.FSWatcher | undefined;
+  private configWatcher: fs.FSWatcher | undefined;
+  private configTimer: NodeJS.Timeout | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private retryDelay = RETRY_MIN_MS;
+  private running: Promise<void> | undefined;
+  private again = false;
+  private stopped = false;
+  /** Names of discovered resources at the last reconcile, to notice when discovery changes. */
+  private discovered = new Set<string>();
+
+  constructor(opts: DaemonOptions) {
+    this.opts = opts;
+    this.log = opts.log;
+    this.config = opts.config;
+    this.netns = Netns.current();
+    this.links = new LinkTable(this.netns, this.log);
+    this.reaperNetns = Netns.current();
+    this.allocator = new Allocator({
+      netns: this.netns,
+      reaper: this.reaperNetns,
+      log: this.log,
+      store: new AllocationStore(opts.stateDir),
+      ifindexRange: opts.ifindexRange,
+    });
+  }
+
+  /** The running plugins by resource name (`<name>` without the domain). */
+  get resources(): ReadonlyMap<string, ResourcePlugin> {
+    return this.plugins;
+  }
+
+  async start(): Promise<void> {
+    this.links.on('change', (names: Set<string>) => this.onLinks(names));
+    await this.links.start();
+    for (const link of this.links.all()) if (isRetired(link)) this.allocator.reap(link.index);
+    fs.mkdirSync(this.opts.pluginDir, { recursive: true });
+    this.watchPluginDir();
+    if (this.opts.source.kind === 'file') this.watchConfigFile(this.opts.source.path);
+    await this.reconcileNow();
+    this.log.info('started', {
+      pluginDir: this.opts.pluginDir,
+      stateDir: this.opts.stateDir,
+      config: this.config.discover ? 'discover' : this.config.resources,
+      resources: [...this.plugins.values()].map((p) => p.resource),
+      ifindexRange: this.opts.ifindexRange,
+    });
+  }
+
+  /** Sends empty device lists, ends streams, stops every server and removes our sockets. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    clearTimeout(this.retryTimer);
+    clearTimeout(this.configTimer);
+    this.dirWatcher?.close();
+    this.configWatcher?.close();
+    await this.running?.catch(() => undefined);
+    await Promise.all([...this.plugins.values()].map((p) => p.stop()));
+    this.plugins.clear();
+    this.links.stop();
+    this.netns.close();
+    this.reaperNetns.close();
+    this.log.info('stopped');
+  }
+
+  private onLinks(names: Set<string>): void {
+    if (this.stopped) return;
+    for (const plugin of this.plugins.values()) {
+      if (names.has(plugin.config.lowerDevice)) plugin.updateHealth(this.links.byName(plugin.config.lowerDevice));
+    }
+    if (this.config.discover) {
+      const now = this.discoverNames();
+      if (now.size !== this.discovered.size || [...now].some((n) => !this.discovered.has(n))) this.schedule();
+    }
+  }
+
+  private discoverNames(): Set<string> {
+    const names = new Set<string>();
+    for (const link of this.links.all()) {
+      if (!isDiscoverable(link, this.opts.discoverKinds)) continue;
+      const problem = resourceNameProblem(link.name);
+      if (problem) {
+        this.log.debug('link skipped by discovery', { link: link.name, problem });
+        continue;
+      }
+      names.add(link.name);
+    }
+    return names;
+  }
+
+  private desired(): Map<string, ResourceConfig> {
+    if (!this.config.discover) return new Map(this.config.resources.map((r) => [r.name, r]));
+    this.discovered = this.discoverNames();
+    return new Map([...this.discovered].map((n) => [n, discoveredResource(n)]));
+  }
+
+  private watchPluginDir(): void {
+    try {
+      this.dirWatcher = fs.watch(this.opts.pluginDir, () => this.schedule());
+      this.dirWatcher.on('error', (err) => {
+        this.log.error('watching the device-plugin directory failed; watching again', { err: errorMessage(err) });
+        this.dirWatcher?.close();
+        this.dirWatcher = undefined;
+        this.scheduleRetry();
+      });
+    } catch (err) {
+      this.log.error('cannot watch the device-plugin directory', { dir: this.opts.pluginDir, err: errorMessage(err) });
+      this.scheduleRetry();
+    }
+  }
+
+  /**
+   * Watches the file's directory, not the file: a mounted ConfigMap is updated by swapping a symlink, which
+   * replaces the file's inode; editors replace it too.
+   */
+  private watchConfigFile(file: string): void {
+    const dir = path.dirname(path.resolve(file));
+    this.configText = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : undefined;
+    try {
+      this.configWatcher = fs.watch(dir, () => {
+        clearTimeout(this.configTimer);
+        this.configTimer = setTimeout(() => this.reloadConfig(), CONFIG_SETTLE_MS);
+      });
+      this.configWatcher.on('error', (err) => this.log.error('watching the configuration file failed', { file, err: errorMessage(err) }));
+    } catch (err) {
+      this.log.error('cannot watch the configuration file; changes need a restart', { file, err: errorMessage(err) });
+    }
+  }
+
+  private reloadConfig(): void {
+    if (this.stopped || this.opts.source.kind !== 'file') return;
+    const file = this.opts.source.path;
+    let text: string;
+    try {
+      text = fs.readFileSync(file, 'utf8');
+    } catch (err) {
+      if (this.configText === undefined) return;
+      this.configText = undefined;
+      this.log.error('configuration file is unreadable; keeping the running configuration', { file, err: (err as NodeJS.ErrnoException).code ?? errorMessage(err) });
+      return;
+    }
+    if (text === this.configText) return;
+    this.configText = text;
+    try {
+      this.config = parseConfig(text, file, this.opts.pluginDir);
+    } catch (err) {
+      this.log.error('new configuration is invalid; keeping the running configuration', { file, problem: errorMessage(err) });
+      return;
+    }
+    this.log.info('configuration reloaded', { file, config: this.config.discover ? 'discover' : this.config.resources });
+    this.schedule();
+  }
+
+  /** Runs reconcile soon; coalesces requests and never runs two at once. */
+  private schedule(): void {
+    if (this.stopped) return;
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    void this.reconcileNow();
+  }
+
+  private async reconcileNow(): Promise<void> {
+    if (this.running) {
+      this.again = true;
+      return this.running;
+    }
+    this.running = (async () => {
+      do {
+        this.again = false;
+        try {
+          await this.reconcile();
+        } catch (err) {
+          this.log.error('reconcile failed; retrying', { err: errorMessage(err) });
+          this.scheduleRetry();
+        }
+      } while (this.again && !this.stopped);
+    })();
+    try {
+      await this.running;
+    } finally {
+      this.running = undefined;
+    }
+  }
+
+  private scheduleRetry(): void {
+    if (this.stopped || this.retryTimer) return;
+    const delay = this.retryDelay;
+    this.retryDelay = Math.min(this.retryDelay * 2, RETRY_MAX_MS);
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      if (!this.dirWatcher && !this.stopped) this.watchPluginDir();
+      this.schedule();
+    }, delay);
+  }
+
+  /**
+   * Which kubelet.sock is there now: inode plus birth time (change time where the file system keeps no birth
+   * time), so a re-created socket that reuses the inode number still counts as a new kubelet.
+   */
+  private kubeletIdentity(): string | undefined {
+    try {
+      const st = fs.statSync(path.join(this.opts.pluginDir, KUBELET_SOCKET), { bigint: true });
+      return `${st.ino}:${st.birthtimeNs || st.ctimeNs}`;
+    } catch {
+      return undefined;
+    }
+  }
+
+  private async reconcile(): Promise<void> {
+    if (this.stopped) return;
+    if (!fs.existsSync(this.opts.pluginDir)) {
+      this.log.warn('device-plugin directory vanished; re-creating it', { dir: this.opts.pluginDir });
+      fs.mkdirSync(this.opts.pluginDir, { recursive: true });
+      this.dirWatcher?.close();
+      this.dirWatcher = undefined;
+      this.watchPluginDir();
+    }
+    const desired = this.desired();
+    for (const [name, plugin] of this.plugins) {
+      if (!desired.has(name)) {
+        await plugin.stop();
+        this.plugins.delete(name);
+        this.log.info('resource removed', { resource: plugin.resource });
+      }
+    }
+    for (const [name, config] of desired) {
+      const existing = this.plugins.get(name);
+      const lower = this.links.byName(config.lowerDevice);
+      if (!existing) {
+        const plugin = new ResourcePlugin(config, this.opts.pluginDir, this.allocator, this.log);
+        plugin.updateHealth(lower);
+        this.plugins.set(name, plugin);
+      } else if (!sameResource(existing.config, config)) {
+        existing.reconfigure(config, lower);
+      }
+    }
+    let failed = false;
+    for (const plugin of this.plugins.values()) {
+      if (this.stopped) return;
+      // Read the kubelet's identity per plugin: it may restart while we work.
+      const kubelet = this.kubeletIdentity();
+      const kubeletChanged = plugin.registeredWith !== undefined && plugin.registeredWith !== kubelet;
+      if (!plugin.socketIntact() || kubeletChanged) {
+        if (kubeletChanged || plugin.registeredWith !== undefined) {
+          this.log.info(kubeletChanged ? 'kubelet restarted: serving and registering again' : 'our socket was removed: serving and registering again', { resource: plugin.resource });
+        }
+        await plugin.serve();
+      }
+      if (kubelet === undefined || plugin.registeredWith === kubelet) continue;
+      try {
+        await plugin.register(kubelet);
+      } catch (err) {
+        failed = true;
+        this.log.warn('registration with the kubelet failed; will retry', { resource: plugin.resource, err: errorMessage(err) });
+      }
+    }
+    if (failed) this.scheduleRetry();
+    else this.retryDelay = RETRY_MIN_MS;
+  }
+}

@@ -1,0 +1,11 @@
+/** The kubelet device plugin for macvtap resources (the `macvtap-deviceplugin` daemon's library). */
+export { AllocateError, Allocator, isRetired, parseIfindexRange, retiredName } from './allocator';
+export type { AllocatedDevice, IfindexRange } from './allocator';
+export * from './api';
+export * from './config';
+export { Daemon, readConfig } from './daemon';
+export type { ConfigSource, DaemonOptions } from './daemon';
+export { LinkTable } from './links';
+export { errorMessage, Logger, LOG_LEVELS } from './log';
+export type { LogLevel } from './log';
+export { lowerHealthy, PLUGIN_OPTIONS, ResourcePlugin } from './resource';

@@ -1,0 +1,84 @@
+/**
+ * The end-to-end scenario of `npm start`, run as production runs it: the demo process spawns the real device
+ * plugin and the real CNI executable, and moves real frames through /dev/tapN. Also: it leaves nothing behind
+ * when interrupted, and refuses politely without root.
+ */
+import t from 'tap';
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { ip, rootOnly } from '../support/kernel';
+
+const DEMO = path.resolve(__dirname, '..', '..', 'dist', 'bin', 'demo.js');
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  pid: number;
+}
+
+function runDemo(opts: { interruptWhen?: RegExp; uid?: number } = {}): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    // An unprivileged child cannot write tap's coverage/processinfo files: `env -i` drops what tap injects.
+    const [cmd, args] = opts.uid === undefined ? [process.execPath, [DEMO]] : ['env', ['-i', `PATH=${process.env.PATH}`, process.execPath, DEMO]];
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], uid: opts.uid, gid: opts.uid });
+    let stdout = '';
+    let stderr = '';
+    let interrupted = false;
+    child.stdout.on('data', (d) => {
+      stdout += d;
+      if (opts.interruptWhen && !interrupted && opts.interruptWhen.test(stdout)) {
+        interrupted = true;
+        child.kill('SIGINT');
+      }
+    });
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr, pid: child.pid as number }));
+  });
+}
+
+/** What a demo run with this pid could have left: its namespaces and any /dev/tap node it may have made. */
+function leftovers(pid: number): string[] {
+  const namespaces = ip('netns', 'list')
+    .split('\n')
+    .map((l) => l.split(' ')[0])
+    .filter((n) => n.endsWith(`-${pid}`) && n.startsWith('mvtdemo-'));
+  const scratch = fs.readdirSync('/tmp').filter((f) => f.startsWith('macvtap-demo-')).map((f) => `/tmp/${f}`)
+    .filter((d) => fs.existsSync(path.join(d, 'device-plugins')));
+  return [...namespaces, ...scratch];
+}
+
+t.test('npm start runs the whole path and leaves nothing behind', { skip: rootOnly }, async (t) => {
+  const run = await runDemo();
+  t.equal(run.code, 0, `demo exits 0\n${run.stdout}\n${run.stderr}`);
+  t.match(run.stdout, /kubelet stand-in receives Register\s+[\d.]+ ms\n\s+resource macvtap\.network\.kubevirt\.io\/dataplane, endpoint macvtap\.network\.kubevirt\.io_dataplane, version v1beta1/);
+  t.match(run.stdout, /dataplaneMvp0: Healthy, dataplaneMvp1: Healthy, dataplaneMvp2: Healthy, dataplaneMvp3: Healthy/);
+  const spec = /DeviceSpec (\/dev\/tap(\d+)) -> \/dev\/tap\2 \(rw\)/.exec(run.stdout);
+  t.ok(spec, 'Allocate answered a DeviceSpec for /dev/tapN');
+  t.match(run.stdout, /interface net1 mac 02:6d:76:74:00:01 in \/var\/run\/netns\/mvtdemo-pod-\d+/);
+  t.match(run.stdout, /net1 \(host name was mvtcc7b47d9091b\): ifindex \d+, 02:6d:76:74:00:01, mtu 1500, mode bridge, UP/);
+  t.match(run.stdout, /pod -> LAN.*\n\s+60 bytes, 02:6d:76:74:00:01 -> 02:6c:61:6e:00:01, ethertype 0x88b5/);
+  t.match(run.stdout, /LAN -> pod.*\n\s+60 bytes, 02:6c:61:6e:00:01 -> 02:6d:76:74:00:01, ethertype 0x88b5/);
+  t.match(run.stdout, /All steps passed/);
+  t.same(leftovers(run.pid), [], 'no namespace or scratch directory left');
+  if (spec) t.notOk(fs.existsSync(spec[1]), `${spec[1]} is gone with its macvtap`);
+});
+
+t.test('Ctrl-C in the middle tears everything down', { skip: rootOnly }, async (t) => {
+  const run = await runDemo({ interruptWhen: /Allocate dataplaneMvp0 for the pod/ });
+  t.equal(run.code, 130, `interrupted demo exits 130\n${run.stdout}\n${run.stderr}`);
+  t.match(run.stderr, /SIGINT: tearing everything down/);
+  t.notMatch(run.stdout, /All steps passed/);
+  t.same(leftovers(run.pid), [], 'no namespace or scratch directory left');
+});
+
+t.test('without root it says so in one line and exits non-zero', { skip: rootOnly }, async (t) => {
+  const run = await runDemo({ uid: 65534 });
+  t.equal(run.code, 1);
+  t.equal(run.stdout, '');
+  t.equal(run.stderr.trim().split('\n').length, 1, 'one line');
+  t.match(run.stderr, /needs root/);
+  t.notMatch(run.stderr, /\n\s+at /, 'no stack trace');
+});
