@@ -63,9 +63,13 @@ function readText(file: string): string | undefined {
   }
 }
 
-function ageMs(file: string): number {
+/**
+ * Age of a file by its mtime, or by its ctime for a hard link (link() updates ctime; the lock's own mtime is
+ * older). 0 if the file is gone.
+ */
+function ageMs(file: string, clock: 'mtimeMs' | 'ctimeMs' = 'mtimeMs'): number {
   try {
-    return Date.now() - statSync(file).mtimeMs;
+    return Date.now() - statSync(file)[clock];
   } catch {
     return 0;
   }
@@ -159,7 +163,7 @@ function breakStale(file: string, owner: string, markerStaleMs: number): boolean
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code !== 'EEXIST') return true; // the lock went away: try again at once
-    if (linkAgeMs(marker) <= markerStaleMs) return false;
+    if (ageMs(marker, 'ctimeMs') <= markerStaleMs) return false;
     rmSync(marker, { force: true });
     return true;
   }
@@ -171,14 +175,6 @@ function breakStale(file: string, owner: string, markerStaleMs: number): boolean
   return true;
 }
 
-/** Time since a hard link to the inode was made (link() updates ctime; the lock's own mtime is older). */
-function linkAgeMs(file: string): number {
-  try {
-    return Date.now() - statSync(file).ctimeMs;
-  } catch {
-    return 0;
-  }
-}
 
 /**
  * Breaks every lock whose owner is dead and removes break markers older than `markerStaleMs`; returns how many
@@ -196,7 +192,7 @@ export function removeStaleLocks(stateDir: string, markerStaleMs = MARKER_STALE_
   for (const name of names) {
     const file = join(dir, name);
     if (name.includes('.lock.break-')) {
-      if (linkAgeMs(file) > markerStaleMs) {
+      if (ageMs(file, 'ctimeMs') > markerStaleMs) {
         rmSync(file, { force: true });
         removed++;
       }
