@@ -33,6 +33,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Netns } from '../lib/netlink';
+import { ip } from '../test/support/kernel';
+import { median } from './stats';
 
 const HOST_DEVICE = '/usr/lib/cni/host-device';
 /** Above the test fixtures' ifindex range (20000-60000) and bench:netlink's (61000+). */
@@ -60,16 +62,6 @@ function exePath(): string | undefined {
   if (fs.existsSync(candidate)) return path.resolve(candidate);
   if (given) throw new Error(`--exe ${given}: no such file`);
   return undefined;
-}
-
-function ip(...args: string[]): void {
-  execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
 /** Runs one command as a runtime does; returns wall ms. Throws with the plugin's output if it failed. */

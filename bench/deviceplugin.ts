@@ -23,7 +23,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Netns } from '../lib/netlink';
+import { ip } from '../test/support/kernel';
 import { KubeletStandIn } from '../test/support/kubelet';
+import { median } from './stats';
 
 /** Above the test fixtures' range (20000-60000), bench:netlink's (61000+) and bench:cni's (62000+). */
 const FIRST_INDEX = 63000;
@@ -43,18 +45,9 @@ function option(name: string, fallback: number): number {
   return value;
 }
 
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
 const ms = (from: bigint, to: bigint = process.hrtime.bigint()): number => Number(to - from) / 1e6;
 const fmt = (x: number, digits = 3): string => x.toFixed(digits);
 const sleep = (n: number): Promise<void> => new Promise((r) => setTimeout(r, n));
-
-function ip(...args: string[]): void {
-  execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
-}
 
 const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
 const PAGE = Number(execFileSync('getconf', ['PAGESIZE'], { encoding: 'utf8' }).trim()) || 4096;
@@ -98,7 +91,7 @@ async function main(): Promise<void> {
   try {
     const ns = `mvtbench-dp-${process.pid}`;
     ip('netns', 'add', ns);
-    cleanups.push(() => ip('netns', 'del', ns));
+    cleanups.push(() => void ip('netns', 'del', ns));
     cleanups.push(() => {
       for (let i = FIRST_INDEX; i < BASE_INDEX + 50; i++) fs.rmSync(`/dev/tap${i}`, { force: true });
     });

@@ -25,6 +25,7 @@ import { execFileSync } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { Netns } from '../lib/netlink';
+import { median } from './stats';
 
 interface Config {
   links: number;
@@ -177,12 +178,6 @@ function ipBatchRound(s: Scratch, n: number): Round {
   ip(['-n', s.nsA, '-batch', '-'], scriptA);
   ip(['-n', s.nsB, '-batch', '-'], scriptB);
   return { totalMs: performance.now() - start, cycleMs: [], stepMs: emptySteps() };
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((x, y) => x - y);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
 
 /** Fails loudly if a round left anything behind, so that no way is timed against a dirtier namespace. */

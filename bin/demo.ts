@@ -8,13 +8,13 @@
  * would use it: a frame written to the pod's /dev/tapN leaves through the NIC, and a frame sent from the LAN
  * to the pod's MAC is read back from /dev/tapN. Everything is torn down at the end, on failure and on Ctrl-C.
  */
-import { ChildProcess, spawn, execFileSync } from 'node:child_process';
+import { ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Netns } from '../lib/netlink';
 import { hostLinkName } from '../lib/naming';
-import { claimIfindexes } from '../test/support/kernel';
+import { claimIfindexes, ip } from '../test/support/kernel';
 import { KubeletStandIn } from '../test/support/kubelet';
 
 const ROOT = path.resolve(__dirname, '..', '..');
@@ -76,10 +76,6 @@ async function step<T>(title: string, fn: () => Promise<T> | T, detail?: (r: T) 
   const lines = detail ? detail(result) : [];
   for (const line of Array.isArray(lines) ? lines : [lines]) console.log(`      ${line}`);
   return result;
-}
-
-function ip(...args: string[]): string {
-  return execFileSync('ip', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 }
 
 function makeFrame(dst: string, src: string, payload: string): Buffer {
