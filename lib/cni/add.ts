@@ -122,17 +122,17 @@ function attach(host: Netns, pod: Netns, link: Link, env: Environment, conf: Net
     step = 'set MAC, MTU, promisc and up';
     pod.setLinkSync(link.index, { mac: conf.mac, mtu: conf.mtu, promisc: conf.promiscMode, up: true });
     phases.mark('set');
+    step = 'read the configured link';
+    const done = pod.getLinkSync(link.index);
+    if (!done || done.name !== env.ifname) throw new Error(`link ${env.ifname} (ifindex ${link.index}) is not in the container namespace after ADD`);
     // The kernel re-registers the char device on a namespace change, possibly with another minor (and
     // devtmpfs recreates the node, owned by root): read the device where the link is now, then fix the node.
     step = 'read its char device';
-    const tap = pod.tapDeviceSync(link.index);
+    const tap = pod.tapDeviceSync(done);
     phases.mark('read tap');
     step = `make ${tap.path} this macvtap's device`;
     ensureTapNode(tap, { uid: conf.owner, gid: conf.group });
     phases.mark('tap node');
-    step = 'read the configured link';
-    const done = pod.getLinkSync(link.index);
-    if (!done || done.name !== env.ifname) throw new Error(`link ${env.ifname} (ifindex ${link.index}) is not in the container namespace after ADD`);
     return { link: done, tap, node };
   } catch (err) {
     return undo(host, pod, link, env.ifname, original, node, step, err);
@@ -180,7 +180,8 @@ function rollback(host: Netns, pod: Netns, link: Link, ifname: string, original:
     attempt('restore the tap node', () => {
       const dev = host.tapDeviceSync(link.index);
       const now = nodeState(dev.path);
-      const same = now !== undefined && charDeviceOf(dev.path)?.major === dev.major && charDeviceOf(dev.path)?.minor === dev.minor;
+      const current = charDeviceOf(dev.path);
+      const same = now !== undefined && current?.major === dev.major && current?.minor === dev.minor;
       if (!same || now.uid !== node.uid || now.gid !== node.gid || now.mode !== node.mode) {
         ensureTapNode(dev, { uid: node.uid, gid: node.gid, mode: node.mode });
       }

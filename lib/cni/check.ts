@@ -32,7 +32,7 @@ export function cmdCheck(env: Environment, conf: NetConf): void {
     if (link.flags.promisc !== conf.promiscMode) problems.push(`promisc is ${link.flags.promisc ? 'on' : 'off'}, expected ${conf.promiscMode ? 'on' : 'off'}`);
     if (link.kind === 'macvtap') {
       try {
-        const tap = pod.tapDeviceSync(link.index);
+        const tap = pod.tapDeviceSync(link);
         const node = charDeviceOf(tap.path);
         if (!node) problems.push(`${tap.path} is missing or not a character device`);
         else if (node.major !== tap.major || node.minor !== tap.minor) problems.push(`${tap.path} is device ${node.major}:${node.minor}, not this macvtap's ${tap.major}:${tap.minor}`);

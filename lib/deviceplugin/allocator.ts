@@ -128,7 +128,7 @@ export class Allocator {
         const entry: Made = { linkName, ifindex: link.index };
         made.push(entry);
         try {
-          const tap = this.netns.tapDeviceSync(link.index);
+          const tap = this.netns.tapDeviceSync(link);
           ensureTapNode(tap, { devDir: this.devDir });
           entry.node = { path: `${this.devDir}/tap${tap.ifindex}`, major: tap.major, minor: tap.minor };
         } catch (err) {

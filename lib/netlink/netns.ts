@@ -615,15 +615,19 @@ export class Netns {
 
   /**
    * The character device of a macvtap in this namespace, read from sysfs as this namespace sees it.
+   * Given a `Link` this namespace has just reported (from create, get or list), no lookup is made: only sysfs is
+   * read, at the path its name and ifindex give (a link renamed since then fails with ENOENT).
    * Equivalent to: cat /sys/class/net/DEV/tap$(cat /sys/class/net/DEV/ifindex)/dev
    */
-  tapDeviceSync(ref: LinkRef): TapDevice {
+  tapDeviceSync(ref: LinkRef | Link): TapDevice {
+    if (isLinkRecord(ref)) return this.tapDeviceOf(ref);
     validateRef(ref, 'link');
     return this.tapDeviceOf(this.runSync(requireLinkOp(ref, 'find tap device')));
   }
 
   /** Async twin of {@link tapDeviceSync} (the link lookup is asynchronous, the short sysfs read is not). */
-  async tapDevice(ref: LinkRef): Promise<TapDevice> {
+  async tapDevice(ref: LinkRef | Link): Promise<TapDevice> {
+    if (isLinkRecord(ref)) return this.tapDeviceOf(ref);
     validateRef(ref, 'link');
     return this.tapDeviceOf(await this.runAsync(() => requireLinkOp(ref, 'find tap device')));
   }
@@ -646,6 +650,13 @@ export class Netns {
     this.assertOpen();
     return new LinkWatcher(this.isCurrent ? -1 : this.nsFd, this.path);
   }
+}
+
+function isLinkRecord(ref: LinkRef | Link): ref is Link {
+  if (typeof ref !== 'object' || ref === null) return false;
+  assertInteger(ref.index, 'link.index', 1, 0x7fffffff);
+  assertInterfaceName(ref.name, 'link.name');
+  return true;
 }
 
 function readSysfs(file: string): string {

@@ -30,6 +30,20 @@ t.test('tapDevice: major:minor as sysfs shows it, sync and async', { skip: rootO
   await t.rejects(s.h.tapDevice('nosuch'), { code: 'ENODEV', operation: 'find tap device' });
 });
 
+t.test('tapDevice of a Link record: no lookup, same answer; a stale record fails', { skip: rootOnly }, async (t) => {
+  const s = scratch(t);
+  const link = s.h.createMacvtapSync({ name: 'rec0', lower: s.lower, index: s.idx[0] });
+  const want = sysfsTapDev(s.ns, 'rec0', s.idx[0]);
+  const fromRecord = s.h.tapDeviceSync(link);
+  t.equal(`${fromRecord.major}:${fromRecord.minor}`, want, 'sysfs agrees');
+  t.same(fromRecord, s.h.tapDeviceSync('rec0'), 'same as by name');
+  t.same(await s.h.tapDevice(link), fromRecord, 'async twin agrees');
+  s.h.setLinkSync(link.index, { name: 'rec1' });
+  t.throws(() => s.h.tapDeviceSync(link), { code: 'ENOENT' }, 'a record of a renamed link is stale');
+  t.same(s.h.tapDeviceSync(s.h.getLinkSync('rec1')!), fromRecord, 'a fresh record works');
+  t.throws(() => s.h.tapDeviceSync({ ...link, index: 0 }), RangeError, 'an invalid record fails before any syscall');
+});
+
 t.test('ensureTapNode: kept, created, replaced; owner, group and mode applied', { skip: rootOnly }, async (t) => {
   const s = scratch(t);
   s.h.createMacvtapSync({ name: 'node0', lower: s.lower, index: s.idx[0] });
