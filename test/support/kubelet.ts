@@ -262,7 +262,8 @@ export class KubeletStandIn extends EventEmitter {
     await this.closeServer();
     for (const name of fs.readdirSync(this.dir)) {
       const file = path.join(this.dir, name);
-      if (fs.lstatSync(file).isSocket() && (!opts.onlyKubeletSocket || file === this.socketPath)) fs.rmSync(file, { force: true });
+      // A plugin may be re-creating its socket right now: a name gone since readdir is nothing to delete.
+      if (fs.lstatSync(file, { throwIfNoEntry: false })?.isSocket() && (!opts.onlyKubeletSocket || file === this.socketPath)) fs.rmSync(file, { force: true });
     }
     this.registrations = [];
     await this.serve();
