@@ -81,9 +81,13 @@ interface Contender {
 
 /** bin/macvtap.ts as one file, as `npm run build:cni` makes it. */
 function bundle(outfile: string): void {
-  execFileSync(path.join(ROOT, 'node_modules', '.bin', 'esbuild'), [path.join(ROOT, 'bin', 'macvtap.ts'), '--bundle', '--platform=node', '--target=node20', `--outfile=${outfile}`, '--log-level=warning'], {
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
+  execFileSync(
+    path.join(ROOT, 'node_modules', '.bin', 'esbuild'),
+    [path.join(ROOT, 'bin', 'macvtap.ts'), '--bundle', '--platform=node', '--target=node20', `--outfile=${outfile}`, '--log-level=warning'],
+    {
+      stdio: ['ignore', 'ignore', 'inherit'],
+    },
+  );
 }
 
 /** Outer process: make the scratch namespaces, run the inner bench inside the host one, clean up. */
@@ -111,13 +115,62 @@ function outer(): void {
     ip('-n', hostNs, 'link', 'add', 'lower0', 'type', 'veth', 'peer', 'name', 'peer0');
     ip('-n', hostNs, 'link', 'set', 'lower0', 'up');
     ip('-n', hostNs, 'link', 'set', 'peer0', 'up');
-    ip('-n', hostNs, 'link', 'add', 'link', 'lower0', 'name', 'mvbench0', 'index', String(FIRST_INDEX), 'type', 'macvtap', 'mode', 'bridge');
-    ip('-n', hostNs, 'link', 'add', 'link', 'lower0', 'name', 'mvbench1', 'index', String(FIRST_INDEX + 1), 'type', 'macvtap', 'mode', 'bridge');
-    ip('-n', hostNs, 'link', 'add', 'link', 'lower0', 'name', 'mvbench2', 'index', String(FIRST_INDEX + 2), 'type', 'macvtap', 'mode', 'bridge');
+    ip(
+      '-n',
+      hostNs,
+      'link',
+      'add',
+      'link',
+      'lower0',
+      'name',
+      'mvbench0',
+      'index',
+      String(FIRST_INDEX),
+      'type',
+      'macvtap',
+      'mode',
+      'bridge',
+    );
+    ip(
+      '-n',
+      hostNs,
+      'link',
+      'add',
+      'link',
+      'lower0',
+      'name',
+      'mvbench1',
+      'index',
+      String(FIRST_INDEX + 1),
+      'type',
+      'macvtap',
+      'mode',
+      'bridge',
+    );
+    ip(
+      '-n',
+      hostNs,
+      'link',
+      'add',
+      'link',
+      'lower0',
+      'name',
+      'mvbench2',
+      'index',
+      String(FIRST_INDEX + 2),
+      'type',
+      'macvtap',
+      'mode',
+      'bridge',
+    );
     bundle(path.join(stateDir, 'macvtap.bundle.js'));
-    const r = spawnSync('ip', ['netns', 'exec', hostNs, process.execPath, __filename, '--inner', podNs, stateDir, ...process.argv.slice(2)], {
-      stdio: 'inherit',
-    });
+    const r = spawnSync(
+      'ip',
+      ['netns', 'exec', hostNs, process.execPath, __filename, '--inner', podNs, stateDir, ...process.argv.slice(2)],
+      {
+        stdio: 'inherit',
+      },
+    );
     if (r.status !== 0) process.exitCode = r.status ?? 1;
   } finally {
     cleanup();
@@ -200,13 +253,18 @@ function inner(podNs: string, stateDir: string): void {
     },
     {
       label: 'macvtap (node, bundled)',
-      add: () => addTimed('macvtap (node, bundled)', process.execPath, [bundled], { ...cniEnv('ADD', 'benchbundle'), MACVTAP_NATIVE_ADDON: addon }),
-      del: () => timed(process.execPath, [bundled], { ...cniEnv('DEL', 'benchbundle'), MACVTAP_NATIVE_ADDON: addon }, macvtapConf, 'bundled DEL'),
+      add: () =>
+        addTimed('macvtap (node, bundled)', process.execPath, [bundled], { ...cniEnv('ADD', 'benchbundle'), MACVTAP_NATIVE_ADDON: addon }),
+      del: () =>
+        timed(process.execPath, [bundled], { ...cniEnv('DEL', 'benchbundle'), MACVTAP_NATIVE_ADDON: addon }, macvtapConf, 'bundled DEL'),
     },
   ];
   if (exe) {
     contenders.push(
-      { label: 'exe floor (VERSION)', add: () => timed(exe, [], { ...baseEnv, CNI_COMMAND: 'VERSION' }, '{"cniVersion":"1.0.0"}', 'exe VERSION') },
+      {
+        label: 'exe floor (VERSION)',
+        add: () => timed(exe, [], { ...baseEnv, CNI_COMMAND: 'VERSION' }, '{"cniVersion":"1.0.0"}', 'exe VERSION'),
+      },
       {
         label: 'macvtap (exe)',
         add: () => addTimed('macvtap (exe)', exe, [], cniEnv('ADD', 'benchexe')),

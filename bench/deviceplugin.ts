@@ -41,7 +41,8 @@ function option(name: string, fallback: number): number {
   if (at < 0) return fallback;
   const raw = process.argv[at].includes('=') ? process.argv[at].split('=')[1] : process.argv[at + 1];
   const value = Number(raw);
-  if (!Number.isInteger(value) || value < 1 || value > 100000) throw new RangeError(`--${name} must be a positive integer, got ${JSON.stringify(raw)}`);
+  if (!Number.isInteger(value) || value < 1 || value > 100000)
+    throw new RangeError(`--${name} must be a positive integer, got ${JSON.stringify(raw)}`);
   return value;
 }
 
@@ -107,8 +108,21 @@ async function main(): Promise<void> {
     const conf = JSON.stringify([{ name: 'bench', lowerDevice: 'lower0', capacity: 100 }]);
     const child: ChildProcess = spawn(
       'ip',
-      ['netns', 'exec', ns, process.execPath, DAEMON, '--device-plugin-path', pluginDir, '--state-dir', path.join(dir, 'state'),
-        '--ifindex-range', `${FIRST_INDEX}-${LAST_INDEX}`, '--log-level', 'warn'],
+      [
+        'netns',
+        'exec',
+        ns,
+        process.execPath,
+        DAEMON,
+        '--device-plugin-path',
+        pluginDir,
+        '--state-dir',
+        path.join(dir, 'state'),
+        '--ifindex-range',
+        `${FIRST_INDEX}-${LAST_INDEX}`,
+        '--log-level',
+        'warn',
+      ],
       { env: { ...process.env, DP_MACVTAP_CONF: conf }, stdio: ['ignore', 'inherit', 'inherit'] },
     );
     const exited = new Promise((r) => child.on('exit', r));
@@ -156,7 +170,22 @@ async function main(): Promise<void> {
     const spawnMs: number[] = [];
     for (let i = 0; i < Math.min(rounds, 50); i++) {
       const t0 = process.hrtime.bigint();
-      ip('-n', ns, 'link', 'add', 'link', 'lower0', 'name', `mvbase${i}`, 'index', String(BASE_INDEX + i), 'type', 'macvtap', 'mode', 'bridge');
+      ip(
+        '-n',
+        ns,
+        'link',
+        'add',
+        'link',
+        'lower0',
+        'name',
+        `mvbase${i}`,
+        'index',
+        String(BASE_INDEX + i),
+        'type',
+        'macvtap',
+        'mode',
+        'bridge',
+      );
       spawnMs.push(ms(t0));
       ip('-n', ns, 'link', 'del', `mvbase${i}`);
     }
@@ -201,7 +230,11 @@ async function main(): Promise<void> {
     const rows: [string, string, string][] = [
       ['empty gRPC call (GetDevicePluginOptions), floor', `${fmt(median(floor))} ms`, ''],
       ['Allocate, 1 ID per request (new link)', `${fmt(median(single))} ms/device`, `${fmt(median(single) / median(floor), 1)}x the floor`],
-      ['Allocate, 100 IDs per request (replacing links)', `${fmt(median(batch))} ms/device`, `${fmt(median(batch) / median(spawnMs), 2)}x one ip spawn; first batch ${fmt(batchFirst)}`],
+      [
+        'Allocate, 100 IDs per request (replacing links)',
+        `${fmt(median(batch))} ms/device`,
+        `${fmt(median(batch) / median(spawnMs), 2)}x one ip spawn; first batch ${fmt(batchFirst)}`,
+      ],
       ['baseline: spawned `ip link add ... type macvtap`', `${fmt(median(spawnMs))} ms/device`, ''],
       ['lower device deleted -> stand-in has Unhealthy', `${fmt(median(removal))} ms`, `max ${fmt(Math.max(...removal))} ms`],
       ['  of which after the delete request returned', `${fmt(median(afterDelete))} ms`, `max ${fmt(Math.max(...afterDelete))} ms`],

@@ -53,7 +53,8 @@ function ip(args: string[], input?: string): void {
 }
 
 const linkName = (i: number): string => `mvb${i}`;
-const linkMac = (i: number): string => `02:00:00:00:${((i >> 8) & 0xff).toString(16).padStart(2, '0')}:${(i & 0xff).toString(16).padStart(2, '0')}`;
+const linkMac = (i: number): string =>
+  `02:00:00:00:${((i >> 8) & 0xff).toString(16).padStart(2, '0')}:${(i & 0xff).toString(16).padStart(2, '0')}`;
 
 class Interrupted extends Error {
   constructor(readonly signal: string) {
@@ -140,7 +141,22 @@ async function libAsyncRound(s: Scratch, n: number): Promise<Round> {
 }
 
 function createArgs(s: Scratch, i: number): string[] {
-  return ['link', 'add', 'link', LOWER, 'name', linkName(i), 'index', String(FIRST_INDEX + i), 'txqueuelen', String(s.txqueuelen), 'type', 'macvtap', 'mode', 'bridge'];
+  return [
+    'link',
+    'add',
+    'link',
+    LOWER,
+    'name',
+    linkName(i),
+    'index',
+    String(FIRST_INDEX + i),
+    'txqueuelen',
+    String(s.txqueuelen),
+    'type',
+    'macvtap',
+    'mode',
+    'bridge',
+  ];
 }
 const setArgs = (i: number): string[] => ['link', 'set', linkName(i), 'address', linkMac(i), 'mtu', String(MTU), 'promisc', 'on', 'up'];
 
@@ -233,8 +249,12 @@ async function run(cfg: Config, s: Scratch): Promise<void> {
       'ip-spawn / this': `${(spawn / pc).toFixed(1)}x`,
     };
   });
-  console.log(`netlink benchmark: ${cfg.links} links x ${cfg.rounds} rounds; cycle = create -> set mac+mtu+promisc+up -> move netns -> delete`);
-  console.log(`kernel ${execFileSync('uname', ['-r'], { encoding: 'utf8' }).trim()}, node ${process.version}, ${execFileSync('ip', ['-V'], { encoding: 'utf8' }).trim()}`);
+  console.log(
+    `netlink benchmark: ${cfg.links} links x ${cfg.rounds} rounds; cycle = create -> set mac+mtu+promisc+up -> move netns -> delete`,
+  );
+  console.log(
+    `kernel ${execFileSync('uname', ['-r'], { encoding: 'utf8' }).trim()}, node ${process.version}, ${execFileSync('ip', ['-V'], { encoding: 'utf8' }).trim()}`,
+  );
   console.table(rows);
   const stepRows = (['lib-sync', 'lib-async', 'ip-spawn'] as Way[]).map((way) => {
     const row: Record<string, string> = { way };
@@ -245,8 +265,12 @@ async function run(cfg: Config, s: Scratch): Promise<void> {
   console.table(stepRows);
   const worst = Math.max(perCycle('lib-sync'), perCycle('lib-async'));
   const best = Math.min(perCycle('lib-sync'), perCycle('lib-async'));
-  console.log(`goal: library within 1.2x of ip-batch per cycle: ${worst / batch <= 1.2 ? 'met' : 'MISSED'} (sync ${(perCycle('lib-sync') / batch).toFixed(2)}x, async ${(perCycle('lib-async') / batch).toFixed(2)}x)`);
-  console.log(`goal: library >= 20x faster than spawning ip: ${spawn / worst >= 20 ? 'met' : 'MISSED'} (${(spawn / worst).toFixed(1)}x to ${(spawn / best).toFixed(1)}x)`);
+  console.log(
+    `goal: library within 1.2x of ip-batch per cycle: ${worst / batch <= 1.2 ? 'met' : 'MISSED'} (sync ${(perCycle('lib-sync') / batch).toFixed(2)}x, async ${(perCycle('lib-async') / batch).toFixed(2)}x)`,
+  );
+  console.log(
+    `goal: library >= 20x faster than spawning ip: ${spawn / worst >= 20 ? 'met' : 'MISSED'} (${(spawn / worst).toFixed(1)}x to ${(spawn / best).toFixed(1)}x)`,
+  );
 }
 
 async function main(): Promise<number> {

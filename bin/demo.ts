@@ -163,7 +163,10 @@ async function main(): Promise<number> {
     if (interrupted) return;
     interrupted = true;
     console.error(`\n${signal}: tearing everything down...`);
-    void td.run().then(() => td.settled()).then(() => process.exit(130));
+    void td
+      .run()
+      .then(() => td.settled())
+      .then(() => process.exit(130));
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
@@ -175,58 +178,95 @@ async function main(): Promise<number> {
   const t0 = Date.now();
   console.log('macvtap-cni end-to-end demo: device plugin -> kubelet stand-in -> CNI -> /dev/tapN packets\n');
   try {
-    const work = await step('create scratch directories (kubelet plugin dir, state dir)', () => {
-      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'macvtap-demo-'));
-      td.teardown(() => fs.rmSync(dir, { recursive: true, force: true }), 'scratch dir');
-      const pluginDir = path.join(dir, 'device-plugins');
-      const stateDir = path.join(dir, 'state');
-      fs.mkdirSync(pluginDir);
-      return { dir, pluginDir, stateDir };
-    }, (w) => w.dir);
+    const work = await step(
+      'create scratch directories (kubelet plugin dir, state dir)',
+      () => {
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'macvtap-demo-'));
+        td.teardown(() => fs.rmSync(dir, { recursive: true, force: true }), 'scratch dir');
+        const pluginDir = path.join(dir, 'device-plugins');
+        const stateDir = path.join(dir, 'state');
+        fs.mkdirSync(pluginDir);
+        return { dir, pluginDir, stateDir };
+      },
+      (w) => w.dir,
+    );
 
     const indexes = claimIfindexes(td, 8);
-    await step(`build the "node" (${nodeNs}) with NIC nic0, wired to a "lan" namespace`, () => {
-      for (const ns of [nodeNs, lanNs]) {
-        Netns.create(ns).close();
-        td.teardown(() => Netns.remove(ns), `namespace ${ns}`);
-      }
-      ip('-n', nodeNs, 'link', 'add', 'nic0', 'type', 'veth', 'peer', 'name', 'wire0', 'netns', lanNs);
-      ip('-n', nodeNs, 'link', 'set', 'nic0', 'up');
-      ip('-n', lanNs, 'link', 'set', 'wire0', 'up');
-    }, () => 'nic0 (node) <-> wire0 (lan), both up');
+    await step(
+      `build the "node" (${nodeNs}) with NIC nic0, wired to a "lan" namespace`,
+      () => {
+        for (const ns of [nodeNs, lanNs]) {
+          Netns.create(ns).close();
+          td.teardown(() => Netns.remove(ns), `namespace ${ns}`);
+        }
+        ip('-n', nodeNs, 'link', 'add', 'nic0', 'type', 'veth', 'peer', 'name', 'wire0', 'netns', lanNs);
+        ip('-n', nodeNs, 'link', 'set', 'nic0', 'up');
+        ip('-n', lanNs, 'link', 'set', 'wire0', 'up');
+      },
+      () => 'nic0 (node) <-> wire0 (lan), both up',
+    );
 
-    const kubelet = await step('start the kubelet stand-in (Registration on kubelet.sock)', async () => {
-      const k = await KubeletStandIn.start(work.pluginDir);
-      td.teardown(() => k.stop(), 'kubelet stand-in');
-      return k;
-    }, () => path.join(work.pluginDir, 'kubelet.sock'));
+    const kubelet = await step(
+      'start the kubelet stand-in (Registration on kubelet.sock)',
+      async () => {
+        const k = await KubeletStandIn.start(work.pluginDir);
+        td.teardown(() => k.stop(), 'kubelet stand-in');
+        return k;
+      },
+      () => path.join(work.pluginDir, 'kubelet.sock'),
+    );
 
     const conf = [{ name: 'dataplane', lowerDevice: 'nic0', mode: 'bridge', capacity: 4 }];
-    const daemon = await step('start macvtap-deviceplugin in the node namespace', () => {
-      const child = spawn(
-        'ip',
-        ['netns', 'exec', nodeNs, process.execPath, DP_ENTRY, '--device-plugin-path', work.pluginDir, '--state-dir', work.stateDir,
-          '--ifindex-range', `${indexes[0]}-${indexes[indexes.length - 2]}`, '--log-level', 'warn'],
-        { env: { ...process.env, DP_MACVTAP_CONF: JSON.stringify(conf) }, stdio: ['ignore', 'inherit', 'inherit'] },
-      );
-      td.teardown(async () => {
-        child.kill('SIGTERM');
-        await waitExit(child, 5000);
-      }, 'device plugin');
-      return child;
-    }, () => `DP_MACVTAP_CONF=${JSON.stringify(conf)}`);
+    const daemon = await step(
+      'start macvtap-deviceplugin in the node namespace',
+      () => {
+        const child = spawn(
+          'ip',
+          [
+            'netns',
+            'exec',
+            nodeNs,
+            process.execPath,
+            DP_ENTRY,
+            '--device-plugin-path',
+            work.pluginDir,
+            '--state-dir',
+            work.stateDir,
+            '--ifindex-range',
+            `${indexes[0]}-${indexes[indexes.length - 2]}`,
+            '--log-level',
+            'warn',
+          ],
+          { env: { ...process.env, DP_MACVTAP_CONF: JSON.stringify(conf) }, stdio: ['ignore', 'inherit', 'inherit'] },
+        );
+        td.teardown(async () => {
+          child.kill('SIGTERM');
+          await waitExit(child, 5000);
+        }, 'device plugin');
+        return child;
+      },
+      () => `DP_MACVTAP_CONF=${JSON.stringify(conf)}`,
+    );
 
-    const registration = await step('kubelet stand-in receives Register', () => kubelet.waitForRegistration(RESOURCE, 10000),
-      (r) => `resource ${r.resourceName}, endpoint ${r.endpoint}, version ${r.version}`);
+    const registration = await step(
+      'kubelet stand-in receives Register',
+      () => kubelet.waitForRegistration(RESOURCE, 10000),
+      (r) => `resource ${r.resourceName}, endpoint ${r.endpoint}, version ${r.version}`,
+    );
     void registration;
 
-    const devices = await step('ListAndWatch delivers the device list', () =>
-      kubelet.waitForDevices(RESOURCE, (list) => list.length === 4 && list.every((d) => d.health === 'Healthy'), 10000),
-      (list) => list.map((d) => `${d.ID}: ${d.health}`).join(', '));
+    const devices = await step(
+      'ListAndWatch delivers the device list',
+      () => kubelet.waitForDevices(RESOURCE, (list) => list.length === 4 && list.every((d) => d.health === 'Healthy'), 10000),
+      (list) => list.map((d) => `${d.ID}: ${d.health}`).join(', '),
+    );
 
     const deviceID = devices[0].ID;
-    const allocation = await step(`Allocate ${deviceID} for the pod`, () => kubelet.allocate(RESOURCE, [[deviceID]]),
-      (r) => r.containerResponses[0].devices.map((d) => `DeviceSpec ${d.hostPath} -> ${d.containerPath} (${d.permissions})`));
+    const allocation = await step(
+      `Allocate ${deviceID} for the pod`,
+      () => kubelet.allocate(RESOURCE, [[deviceID]]),
+      (r) => r.containerResponses[0].devices.map((d) => `DeviceSpec ${d.hostPath} -> ${d.containerPath} (${d.permissions})`),
+    );
     const tapPath = allocation.containerResponses[0].devices[0].hostPath;
     const hostName = await hostLinkName(deviceID);
 
@@ -245,34 +285,53 @@ async function main(): Promise<number> {
       CNI_ARGS: `IgnoreUnknown=true;K8S_POD_NAMESPACE=default;K8S_POD_NAME=vm-demo;K8S_POD_INFRA_CONTAINER_ID=${containerId};K8S_POD_UID=0d1e2m3o-demo;MAC=${POD_MAC}`,
     };
     const netConf = { cniVersion: '1.0.0', name: 'dataplane', type: 'macvtap', mtu: 1500, deviceID, stateDir: work.stateDir };
-    const added = await step('CNI ADD as Multus calls it (deviceID + MAC from the network annotation)', async () => {
-      const r = await runCni(nodeNs, cniEnv, netConf);
-      if (r.code !== 0) throw new Error(`CNI ADD failed (exit ${r.code}): ${r.stdout.trim()} ${r.stderr.trim()}`);
-      td.teardown(async () => {
-        await runCni(nodeNs, { ...cniEnv, CNI_COMMAND: 'DEL' }, netConf);
-      }, 'CNI DEL');
-      return JSON.parse(r.stdout) as { interfaces: { name: string; mac: string; sandbox: string }[] };
-    }, (r) => r.interfaces.map((i) => `interface ${i.name} mac ${i.mac} in ${i.sandbox}`));
+    const added = await step(
+      'CNI ADD as Multus calls it (deviceID + MAC from the network annotation)',
+      async () => {
+        const r = await runCni(nodeNs, cniEnv, netConf);
+        if (r.code !== 0) throw new Error(`CNI ADD failed (exit ${r.code}): ${r.stdout.trim()} ${r.stderr.trim()}`);
+        td.teardown(async () => {
+          await runCni(nodeNs, { ...cniEnv, CNI_COMMAND: 'DEL' }, netConf);
+        }, 'CNI DEL');
+        return JSON.parse(r.stdout) as { interfaces: { name: string; mac: string; sandbox: string }[] };
+      },
+      (r) => r.interfaces.map((i) => `interface ${i.name} mac ${i.mac} in ${i.sandbox}`),
+    );
     void added;
 
-    const podLink = await step('check the pod side with iproute2', () => {
-      const [link] = JSON.parse(ip('-n', podNs, '-j', '-d', 'link', 'show', 'dev', 'net1'));
-      if (link.address !== POD_MAC || !link.flags.includes('UP') || link.linkinfo?.info_kind !== 'macvtap') {
-        throw new Error(`unexpected pod link: ${JSON.stringify(link)}`);
-      }
-      return link as { ifindex: number; address: string; mtu: number; linkinfo: { info_data: { mode: string } } };
-    }, (l) => `net1 (host name was ${hostName}): ifindex ${l.ifindex}, ${l.address}, mtu ${l.mtu}, mode ${l.linkinfo.info_data.mode}, UP`);
+    const podLink = await step(
+      'check the pod side with iproute2',
+      () => {
+        const [link] = JSON.parse(ip('-n', podNs, '-j', '-d', 'link', 'show', 'dev', 'net1'));
+        if (link.address !== POD_MAC || !link.flags.includes('UP') || link.linkinfo?.info_kind !== 'macvtap') {
+          throw new Error(`unexpected pod link: ${JSON.stringify(link)}`);
+        }
+        return link as { ifindex: number; address: string; mtu: number; linkinfo: { info_data: { mode: string } } };
+      },
+      (l) => `net1 (host name was ${hostName}): ifindex ${l.ifindex}, ${l.address}, mtu ${l.mtu}, mode ${l.linkinfo.info_data.mode}, UP`,
+    );
 
-    const probe = await step('attach a probe to the LAN side (passthru macvtap on wire0)', () => {
-      const lan = Netns.open(`/var/run/netns/${lanNs}`);
-      try {
-        const link = lan.createMacvtapSync({ name: 'probe0', lower: 'wire0', mode: 'passthru', index: indexes[indexes.length - 1], mac: LAN_MAC, up: true });
-        td.teardown(() => void ip('-n', lanNs, 'link', 'del', 'probe0'), 'probe link');
-        return lan.tapDeviceSync(link.index);
-      } finally {
-        lan.close();
-      }
-    }, (p) => p.path);
+    const probe = await step(
+      'attach a probe to the LAN side (passthru macvtap on wire0)',
+      () => {
+        const lan = Netns.open(`/var/run/netns/${lanNs}`);
+        try {
+          const link = lan.createMacvtapSync({
+            name: 'probe0',
+            lower: 'wire0',
+            mode: 'passthru',
+            index: indexes[indexes.length - 1],
+            mac: LAN_MAC,
+            up: true,
+          });
+          td.teardown(() => void ip('-n', lanNs, 'link', 'del', 'probe0'), 'probe link');
+          return lan.tapDeviceSync(link.index);
+        } finally {
+          lan.close();
+        }
+      },
+      (p) => p.path,
+    );
 
     const O = fs.constants;
     const podFd = fs.openSync(tapPath, O.O_RDWR | O.O_NONBLOCK);
@@ -280,19 +339,27 @@ async function main(): Promise<number> {
     const lanFd = fs.openSync(probe.path, O.O_RDWR | O.O_NONBLOCK);
     td.teardown(() => fs.closeSync(lanFd), 'probe tap fd');
 
-    await step(`pod -> LAN: write a frame to ${tapPath}, see it on wire0`, async () => {
-      fs.writeSync(podFd, makeFrame(LAN_MAC, POD_MAC, `hello from ${containerId}`));
-      const frame = await readFrame(lanFd, `hello from ${containerId}`, 3000);
-      if (!frame) throw new Error('the frame written to the pod tap never reached the NIC peer');
-      return frame;
-    }, describeFrame);
+    await step(
+      `pod -> LAN: write a frame to ${tapPath}, see it on wire0`,
+      async () => {
+        fs.writeSync(podFd, makeFrame(LAN_MAC, POD_MAC, `hello from ${containerId}`));
+        const frame = await readFrame(lanFd, `hello from ${containerId}`, 3000);
+        if (!frame) throw new Error('the frame written to the pod tap never reached the NIC peer');
+        return frame;
+      },
+      describeFrame,
+    );
 
-    await step(`LAN -> pod: send a frame to ${POD_MAC}, read it from ${tapPath}`, async () => {
-      fs.writeSync(lanFd, makeFrame(POD_MAC, LAN_MAC, 'hello pod'));
-      const frame = await readFrame(podFd, 'hello pod', 3000);
-      if (!frame) throw new Error('the frame sent to the pod MAC never came out of the pod tap');
-      return frame;
-    }, describeFrame);
+    await step(
+      `LAN -> pod: send a frame to ${POD_MAC}, read it from ${tapPath}`,
+      async () => {
+        fs.writeSync(lanFd, makeFrame(POD_MAC, LAN_MAC, 'hello pod'));
+        const frame = await readFrame(podFd, 'hello pod', 3000);
+        if (!frame) throw new Error('the frame sent to the pod MAC never came out of the pod tap');
+        return frame;
+      },
+      describeFrame,
+    );
     void podLink;
 
     await step('CNI DEL, stop the device plugin, tear down namespaces', () => td.run());

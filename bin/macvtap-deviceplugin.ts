@@ -77,7 +77,8 @@ function parseArgs(argv: string[]): Options | 'help' {
         break;
       case '--log-level': {
         const level = value();
-        if (!LOG_LEVELS.includes(level as LogLevel)) throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(level)}`);
+        if (!LOG_LEVELS.includes(level as LogLevel))
+          throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(level)}`);
         opts.logLevel = level as LogLevel;
         break;
       }

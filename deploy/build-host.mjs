@@ -130,7 +130,10 @@ function writeIfChanged(file, data) {
 
 async function buildOne(program, opts, esbuild, workDir, addonPath) {
   const entry = opts.entries[program.name] ?? path.join(ROOT, opts.from === 'src' ? program.src : program.dist);
-  if (!fs.existsSync(entry)) throw new UsageError(`${program.name}: entry ${path.relative(ROOT, entry)} does not exist` + (opts.from === 'dist' ? ' (run `npx tsc -p .` first)' : ''));
+  if (!fs.existsSync(entry))
+    throw new UsageError(
+      `${program.name}: entry ${path.relative(ROOT, entry)} does not exist` + (opts.from === 'dist' ? ' (run `npx tsc -p .` first)' : ''),
+    );
   const nativeModule = path.join(ROOT, opts.from === 'src' ? 'lib/netlink/native.ts' : 'dist/lib/netlink/native.js');
   const addonLoader = path.join(HERE, 'sea', 'addon.js');
   const protoShim = path.join(HERE, 'sea', 'proto-loader.js');
@@ -140,7 +143,9 @@ async function buildOne(program, opts, esbuild, workDir, addonPath) {
   const stub = [
     `require(${JSON.stringify(nativeModule)}).setNativeLoader(require(${JSON.stringify(addonLoader)}).loadEmbeddedAddon);`,
     ...(program.protos
-      ? [`require(${JSON.stringify(path.join(ROOT, program.protos[opts.from]))}).setProtoRoot(require(${JSON.stringify(protoShim)}).EMBEDDED_ROOT);`]
+      ? [
+          `require(${JSON.stringify(path.join(ROOT, program.protos[opts.from]))}).setProtoRoot(require(${JSON.stringify(protoShim)}).EMBEDDED_ROOT);`,
+        ]
       : []),
     `require(${JSON.stringify(entry)});`,
   ].join('\n');
@@ -205,9 +210,16 @@ async function buildOne(program, opts, esbuild, workDir, addonPath) {
   };
   const nodeStat = fs.statSync(process.execPath);
   const hash = sha256(
-    JSON.stringify({ ...seaConfig, main: undefined, output: undefined, node: [process.version, process.execPath, nodeStat.size, nodeStat.mtimeMs] }),
+    JSON.stringify({
+      ...seaConfig,
+      main: undefined,
+      output: undefined,
+      node: [process.version, process.execPath, nodeStat.size, nodeStat.mtimeMs],
+    }),
     bundle,
-    ...Object.keys(assets).sort().map((k) => Buffer.concat([Buffer.from(k), fs.readFileSync(assets[k])])),
+    ...Object.keys(assets)
+      .sort()
+      .map((k) => Buffer.concat([Buffer.from(k), fs.readFileSync(assets[k])])),
     fs.readFileSync(fileURLToPath(import.meta.url)),
   );
 

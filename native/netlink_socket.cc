@@ -2,9 +2,9 @@
 
 #include <errno.h>
 #include <linux/netlink.h>
+#include <poll.h>
 #include <sched.h>
 #include <string.h>
-#include <poll.h>
 #include <sys/socket.h>
 
 #include <thread>
@@ -91,8 +91,7 @@ Napi::Function NetlinkSocket::Init(Napi::Env env) {
                      });
 }
 
-NetlinkSocket::NetlinkSocket(const Napi::CallbackInfo& info)
-    : Napi::ObjectWrap<NetlinkSocket>(info), env_(info.Env()) {
+NetlinkSocket::NetlinkSocket(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NetlinkSocket>(info), env_(info.Env()) {
   int ns_fd = info[0].As<Napi::Number>().Int32Value();
   groups_ = info[1].As<Napi::Number>().Uint32Value();
   int fd = CreateSocketIn(ns_fd, groups_);
@@ -126,8 +125,8 @@ int NetlinkSocket::Send(Napi::Buffer<uint8_t> request, uint32_t* seq) {
   sockaddr_nl kernel{};
   kernel.nl_family = AF_NETLINK;
   for (;;) {
-    ssize_t sent = sendto(fd_.get(), request.Data(), request.Length(), 0, reinterpret_cast<sockaddr*>(&kernel),
-                          sizeof(kernel));
+    ssize_t sent =
+        sendto(fd_.get(), request.Data(), request.Length(), 0, reinterpret_cast<sockaddr*>(&kernel), sizeof(kernel));
     if (sent >= 0) return 0;
     if (errno == EINTR) continue;
     return errno;
@@ -296,16 +295,15 @@ Napi::Value NetlinkSocket::Close(const Napi::CallbackInfo& info) {
     Unref();
     Napi::HandleScope scope(env);
     Napi::Value err =
-        MakeNetlinkError(env, ECANCELED, pending->operation, pending->link, "", "socket closed before the reply").Value();
+        MakeNetlinkError(env, ECANCELED, pending->operation, pending->link, "", "socket closed before the reply")
+            .Value();
     pending->callback.MakeCallback(env.Global(), {err}, *pending->context);
   }
   if (had_watch) Unref();
   return env.Undefined();
 }
 
-Napi::Value NetlinkSocket::GetFd(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), fd_.get());
-}
+Napi::Value NetlinkSocket::GetFd(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), fd_.get()); }
 
 bool NetlinkSocket::StartPoll(Napi::Env env) {
   if (poll_ == nullptr) {

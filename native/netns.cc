@@ -35,7 +35,7 @@ int OpenNetns(const std::string& path, std::string* why) {
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return -errno;
   UniqueFd owned(fd);
-  struct statfs fs{};
+  struct statfs fs {};
   if (fstatfs(fd, &fs) < 0) return -errno;
   if (static_cast<unsigned long>(fs.f_type) != NSFS_MAGIC) {
     *why = "not a namespace file (expected nsfs, e.g. /var/run/netns/NAME or /proc/PID/ns/net)";

@@ -40,7 +40,10 @@ function withExtracted(filename, options, call) {
       fs.writeFileSync(target, /** @type {string} */ (sea.getAsset(`proto/${rel}`, 'utf8')));
     }
     const names = Array.isArray(filename) ? filename.map((f) => mapPath(f, dir)) : mapPath(filename, dir);
-    const opts = options && Array.isArray(options.includeDirs) ? { ...options, includeDirs: options.includeDirs.map((d) => mapPath(d, dir)) } : options;
+    const opts =
+      options && Array.isArray(options.includeDirs)
+        ? { ...options, includeDirs: options.includeDirs.map((d) => mapPath(d, dir)) }
+        : options;
     result = call(names, opts);
   } catch (err) {
     cleanup();

@@ -51,7 +51,11 @@ export async function cmdAdd(env: Environment, conf: NetConf): Promise<unknown> 
     phases.mark('open+lock');
     const clash = pod.getLinkSync(env.ifname);
     if (clash) {
-      throw new CniError(ErrorCode.InterfaceExists, `interface ${env.ifname} already exists in ${env.netns}`, `existing link: ifindex ${clash.index}, kind ${clash.kind ?? 'none'}; it was left alone`);
+      throw new CniError(
+        ErrorCode.InterfaceExists,
+        `interface ${env.ifname} already exists in ${env.netns}`,
+        `existing link: ifindex ${clash.index}, kind ${clash.kind ?? 'none'}; it was left alone`,
+      );
     }
     const attachments = new AttachmentStore(conf.stateDir);
     const device = await resolveHostDevice(host, {
@@ -102,8 +106,14 @@ export async function cmdAdd(env: Environment, conf: NetConf): Promise<unknown> 
     }
     phases.mark('record');
     if (log.debugEnabled) log.debug(`ADD phases (ms): ${phases}`);
-    log.info(`attached ${link.name} (ifindex ${link.index}${device.recreated ? ', recreated' : ''}) as ${env.ifname} in ${env.netns}, mac ${attached.link.mac}, mtu ${attached.link.mtu}`);
-    return addResult(conf.cniVersion, { name: env.ifname, mac: attached.link.mac, mtu: attached.link.mtu, sandbox: env.netns }, conf.prevResult);
+    log.info(
+      `attached ${link.name} (ifindex ${link.index}${device.recreated ? ', recreated' : ''}) as ${env.ifname} in ${env.netns}, mac ${attached.link.mac}, mtu ${attached.link.mtu}`,
+    );
+    return addResult(
+      conf.cniVersion,
+      { name: env.ifname, mac: attached.link.mac, mtu: attached.link.mtu, sandbox: env.netns },
+      conf.prevResult,
+    );
   } finally {
     lock?.release();
     host.close();
@@ -112,7 +122,14 @@ export async function cmdAdd(env: Environment, conf: NetConf): Promise<unknown> 
 }
 
 /** The kernel steps of ADD; on any failure, undoes them and throws. */
-function attach(host: Netns, pod: Netns, link: Link, env: Environment, conf: NetConf, phases: Phases): { link: Link; tap: TapDevice; node: NodeState | undefined } {
+function attach(
+  host: Netns,
+  pod: Netns,
+  link: Link,
+  env: Environment,
+  conf: NetConf,
+  phases: Phases,
+): { link: Link; tap: TapDevice; node: NodeState | undefined } {
   const original = settingsOf(link);
   const node = nodeState(`/dev/tap${link.index}`);
   let step = 'move the link into the container namespace';
@@ -124,7 +141,8 @@ function attach(host: Netns, pod: Netns, link: Link, env: Environment, conf: Net
     phases.mark('set');
     step = 'read the configured link';
     const done = pod.getLinkSync(link.index);
-    if (!done || done.name !== env.ifname) throw new Error(`link ${env.ifname} (ifindex ${link.index}) is not in the container namespace after ADD`);
+    if (!done || done.name !== env.ifname)
+      throw new Error(`link ${env.ifname} (ifindex ${link.index}) is not in the container namespace after ADD`);
     // The kernel re-registers the char device on a namespace change, possibly with another minor (and
     // devtmpfs recreates the node, owned by root): read the device where the link is now, then fix the node.
     step = 'read its char device';
@@ -140,15 +158,32 @@ function attach(host: Netns, pod: Netns, link: Link, env: Environment, conf: Net
 }
 
 /** Puts everything back and throws the step's error (code 104), or code 105 if putting back failed too. */
-function undo(host: Netns, pod: Netns, link: Link, ifname: string, original: LinkSettings, node: NodeState | undefined, step: string, err: unknown): never {
+function undo(
+  host: Netns,
+  pod: Netns,
+  link: Link,
+  ifname: string,
+  original: LinkSettings,
+  node: NodeState | undefined,
+  step: string,
+  err: unknown,
+): never {
   const cause = describeError(err);
   log.warn(`ADD failed to ${step}: ${cause}; rolling back`);
   const problems = rollback(host, pod, link, ifname, original, node);
   if (problems.length) {
     for (const p of problems) log.error(`rollback: ${p}`);
-    throw new CniError(ErrorCode.RollbackFailed, `ADD failed to ${step}, and rolling back failed`, `${cause}; rollback: ${problems.join('; ')}`);
+    throw new CniError(
+      ErrorCode.RollbackFailed,
+      `ADD failed to ${step}, and rolling back failed`,
+      `${cause}; rollback: ${problems.join('; ')}`,
+    );
   }
-  throw new CniError(ErrorCode.AddFailed, `ADD failed to ${step}: ${cause}`, `${link.name} is back in the host namespace with its original settings; nothing was left in the container namespace`);
+  throw new CniError(
+    ErrorCode.AddFailed,
+    `ADD failed to ${step}: ${cause}`,
+    `${link.name} is back in the host namespace with its original settings; nothing was left in the container namespace`,
+  );
 }
 
 /** Returns the link to the host namespace as it was before ADD. Returns what could not be restored. */

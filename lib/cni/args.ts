@@ -27,7 +27,11 @@ export function parseCniArgs(raw: string | undefined): CniArgs {
     for (const pair of raw.split(';')) {
       const kv = pair.split('=');
       if (kv.length !== 2 || kv[0] === '') {
-        throw new CniError(ErrorCode.DecodeFailure, `CNI_ARGS: invalid pair ${JSON.stringify(pair)}`, 'CNI_ARGS must be K=V pairs separated by ";"');
+        throw new CniError(
+          ErrorCode.DecodeFailure,
+          `CNI_ARGS: invalid pair ${JSON.stringify(pair)}`,
+          'CNI_ARGS must be K=V pairs separated by ";"',
+        );
       }
       values.set(kv[0], kv[1]);
     }

@@ -12,7 +12,8 @@ import { CniError, describeError, ErrorCode } from './errors';
 import { log } from './log';
 
 export function cmdCheck(env: Environment, conf: NetConf): void {
-  if (!conf.prevResult) throw new CniError(ErrorCode.InvalidConfig, 'CHECK needs prevResult', 'the runtime must pass the ADD result as prevResult');
+  if (!conf.prevResult)
+    throw new CniError(ErrorCode.InvalidConfig, 'CHECK needs prevResult', 'the runtime must pass the ADD result as prevResult');
   const pod = openPodNetns(env.netns);
   try {
     // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -26,25 +27,31 @@ export function cmdCheck(env: Environment, conf: NetConf): void {
     if (!link.flags.up) problems.push('it is down');
     const wantMac = conf.mac ?? (typeof entry.mac === 'string' ? entry.mac.toLowerCase() : undefined);
     if (wantMac && link.mac !== wantMac) problems.push(`mac is ${link.mac}, expected ${wantMac}`);
-    if (typeof entry.mac === 'string' && conf.mac && entry.mac.toLowerCase() !== conf.mac) problems.push(`prevResult mac ${entry.mac} differs from the configured ${conf.mac}`);
+    if (typeof entry.mac === 'string' && conf.mac && entry.mac.toLowerCase() !== conf.mac)
+      problems.push(`prevResult mac ${entry.mac} differs from the configured ${conf.mac}`);
     if (conf.mtu !== undefined && link.mtu !== conf.mtu) problems.push(`mtu is ${link.mtu}, expected ${conf.mtu}`);
-    if (typeof entry.mtu === 'number' && link.mtu !== entry.mtu && entry.mtu !== conf.mtu) problems.push(`mtu is ${link.mtu}, prevResult says ${entry.mtu}`);
-    if (link.flags.promisc !== conf.promiscMode) problems.push(`promisc is ${link.flags.promisc ? 'on' : 'off'}, expected ${conf.promiscMode ? 'on' : 'off'}`);
+    if (typeof entry.mtu === 'number' && link.mtu !== entry.mtu && entry.mtu !== conf.mtu)
+      problems.push(`mtu is ${link.mtu}, prevResult says ${entry.mtu}`);
+    if (link.flags.promisc !== conf.promiscMode)
+      problems.push(`promisc is ${link.flags.promisc ? 'on' : 'off'}, expected ${conf.promiscMode ? 'on' : 'off'}`);
     if (link.kind === 'macvtap') {
       try {
         const tap = pod.tapDeviceSync(link);
         const node = charDeviceOf(tap.path);
         if (!node) problems.push(`${tap.path} is missing or not a character device`);
-        else if (node.major !== tap.major || node.minor !== tap.minor) problems.push(`${tap.path} is device ${node.major}:${node.minor}, not this macvtap's ${tap.major}:${tap.minor}`);
+        else if (node.major !== tap.major || node.minor !== tap.minor)
+          problems.push(`${tap.path} is device ${node.major}:${node.minor}, not this macvtap's ${tap.major}:${tap.minor}`);
         else {
           const st = statSync(tap.path);
-          if (st.uid !== conf.owner || st.gid !== conf.group) problems.push(`${tap.path} is owned by ${st.uid}:${st.gid}, expected ${conf.owner}:${conf.group}`);
+          if (st.uid !== conf.owner || st.gid !== conf.group)
+            problems.push(`${tap.path} is owned by ${st.uid}:${st.gid}, expected ${conf.owner}:${conf.group}`);
         }
       } catch (err) {
         problems.push(`cannot read its tap device: ${describeError(err)}`);
       }
       const record = conf.deviceID ? readAllocation(conf.stateDir, conf.deviceID) : undefined;
-      if (record && record.ifindex !== link.index) problems.push(`ifindex is ${link.index}, but device ${record.deviceID} was allocated as /dev/tap${record.ifindex}`);
+      if (record && record.ifindex !== link.index)
+        problems.push(`ifindex is ${link.index}, but device ${record.deviceID} was allocated as /dev/tap${record.ifindex}`);
     }
     if (problems.length) {
       log.warn(`CHECK of ${env.ifname} failed: ${problems.join('; ')}`);

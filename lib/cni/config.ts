@@ -87,7 +87,10 @@ export function readEnvironment(command: Command, env: NodeJS.ProcessEnv): Envir
   const containerId = env.CNI_CONTAINERID ?? '';
   if (!containerId) throw envError('CNI_CONTAINERID is not set');
   if (!CONTAINER_ID_RE.test(containerId)) {
-    throw envError(`CNI_CONTAINERID ${JSON.stringify(containerId)} is not a valid container ID`, 'it must start with a letter or digit, followed by letters, digits, "_", "." or "-"');
+    throw envError(
+      `CNI_CONTAINERID ${JSON.stringify(containerId)} is not a valid container ID`,
+      'it must start with a letter or digit, followed by letters, digits, "_", "." or "-"',
+    );
   }
   const ifname = env.CNI_IFNAME ?? '';
   if (!ifname) throw envError('CNI_IFNAME is not set');
@@ -155,7 +158,12 @@ function macValue(value: unknown, source: MacSource, code: number): string {
  * Validates the configuration for `command`. Reads `logFile`/`logLevel` first and configures the log, so that
  * later problems are logged where the operator looks.
  */
-export function readConfig(command: Command, config: Record<string, unknown>, env: Environment | undefined, processEnv: NodeJS.ProcessEnv): NetConf {
+export function readConfig(
+  command: Command,
+  config: Record<string, unknown>,
+  env: Environment | undefined,
+  processEnv: NodeJS.ProcessEnv,
+): NetConf {
   const lenient = command === 'DEL';
   // Logging first.
   let logLevel: LogLevel = 'warn';
@@ -167,7 +175,8 @@ export function readConfig(command: Command, config: Record<string, unknown>, en
   }
   let logFile: string | undefined;
   if (config.logFile !== undefined) {
-    if (typeof config.logFile !== 'string' || !config.logFile.startsWith('/')) throw configError(`logFile must be an absolute path, got ${JSON.stringify(config.logFile)}`);
+    if (typeof config.logFile !== 'string' || !config.logFile.startsWith('/'))
+      throw configError(`logFile must be an absolute path, got ${JSON.stringify(config.logFile)}`);
     logFile = config.logFile;
   }
   log.configure({ level: logLevel, file: logFile });
@@ -182,7 +191,8 @@ export function readConfig(command: Command, config: Record<string, unknown>, en
 
   let stateDir = processEnv[STATE_DIR_ENV] || DEFAULT_STATE_DIR;
   if (config.stateDir !== undefined) {
-    if (typeof config.stateDir !== 'string' || !config.stateDir.startsWith('/')) throw configError(`stateDir must be an absolute path, got ${JSON.stringify(config.stateDir)}`);
+    if (typeof config.stateDir !== 'string' || !config.stateDir.startsWith('/'))
+      throw configError(`stateDir must be an absolute path, got ${JSON.stringify(config.stateDir)}`);
     stateDir = config.stateDir;
   }
 
@@ -199,7 +209,10 @@ export function readConfig(command: Command, config: Record<string, unknown>, en
     deviceID = value;
   }
   if (deviceID === undefined && (command === 'ADD' || command === 'CHECK')) {
-    throw configError('deviceID is required', 'set "deviceID" (Multus sets it from the device plugin allocation) or pass runtimeConfig.deviceID');
+    throw configError(
+      'deviceID is required',
+      'set "deviceID" (Multus sets it from the device plugin allocation) or pass runtimeConfig.deviceID',
+    );
   }
 
   /** Runs a check; for DEL an invalid value is logged and replaced by `fallback`. */
@@ -237,10 +250,13 @@ export function readConfig(command: Command, config: Record<string, unknown>, en
     }
   }
 
-  const mtu = field(undefined, () => (config.mtu === undefined || config.mtu === null ? undefined : integerKey(config.mtu, 'mtu', 68, 65535)));
+  const mtu = field(undefined, () =>
+    config.mtu === undefined || config.mtu === null ? undefined : integerKey(config.mtu, 'mtu', 68, 65535),
+  );
   const promiscMode = field(false, () => {
     if (config.promiscMode === undefined || config.promiscMode === null) return false;
-    if (typeof config.promiscMode !== 'boolean') throw configError(`promiscMode must be a boolean, got ${JSON.stringify(config.promiscMode)}`);
+    if (typeof config.promiscMode !== 'boolean')
+      throw configError(`promiscMode must be a boolean, got ${JSON.stringify(config.promiscMode)}`);
     return config.promiscMode;
   });
   const owner = field(DEFAULT_OWNER, () => (config.owner === undefined ? DEFAULT_OWNER : integerKey(config.owner, 'owner', 0, 0xfffffffe)));

@@ -29,7 +29,8 @@ export async function cmdDel(env: Environment, conf: NetConf): Promise<void> {
   try {
     const found = attachments.read(deviceID);
     const att = isAttachment(found, conf.name, env.containerId, env.ifname) ? found : undefined;
-    if (found && !att) log.info(`device ${deviceID} is attached to container ${found.containerID} (${found.ifname}), not this one: leaving its record`);
+    if (found && !att)
+      log.info(`device ${deviceID} is attached to container ${found.containerID} (${found.ifname}), not this one: leaving its record`);
     await release(deviceID, env.netns || att?.netns || '', env.ifname, att, conf.stateDir);
     if (att) attachments.remove(deviceID);
   } finally {
@@ -41,7 +42,13 @@ export async function cmdDel(env: Environment, conf: NetConf): Promise<void> {
  * Returns the macvtap named `ifname` (or with the recorded ifindex) in namespace `nsPath` to the host, if the
  * namespace is still there and the link is ours. Shared by DEL and GC.
  */
-export async function release(deviceID: string, nsPath: string, ifname: string, att: AttachmentRecord | undefined, stateDir: string): Promise<void> {
+export async function release(
+  deviceID: string,
+  nsPath: string,
+  ifname: string,
+  att: AttachmentRecord | undefined,
+  stateDir: string,
+): Promise<void> {
   const pod = openIfAlive(nsPath);
   if (!pod) return;
   const host = Netns.current();
@@ -53,13 +60,17 @@ export async function release(deviceID: string, nsPath: string, ifname: string, 
       return;
     }
     if (link.kind !== 'macvtap' || (att && link.index !== att.ifindex)) {
-      log.warn(`${link.name} (ifindex ${link.index}, kind ${link.kind ?? 'none'}) in ${nsPath} is not this attachment's macvtap: leaving it`);
+      log.warn(
+        `${link.name} (ifindex ${link.index}, kind ${link.kind ?? 'none'}) in ${nsPath} is not this attachment's macvtap: leaving it`,
+      );
       return;
     }
     const hostName = att?.hostName ?? (await hostNameOf(deviceID, readAllocation(stateDir, deviceID)));
     try {
       const how = releaseToHost(host, pod, link, hostName, att?.original);
-      log.info(`${how === 'moved' ? 'returned' : 'deleted'} ${link.name} (ifindex ${link.index}) ${how === 'moved' ? `to the host as ${hostName}` : ''}`);
+      log.info(
+        `${how === 'moved' ? 'returned' : 'deleted'} ${link.name} (ifindex ${link.index}) ${how === 'moved' ? `to the host as ${hostName}` : ''}`,
+      );
     } catch (err) {
       throw new CniError(ErrorCode.DelFailed, `cannot return ${link.name} from ${nsPath} to the host as ${hostName}`, describeError(err));
     }

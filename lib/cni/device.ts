@@ -70,10 +70,18 @@ export function settingsOf(link: Link): LinkSettings {
 export function validateAgainstLower(lower: Link | undefined, mtu: number | undefined, mac: string | undefined): void {
   if (!lower) return;
   if (mtu !== undefined && mtu > lower.mtu) {
-    throw new CniError(ErrorCode.InvalidConfig, `mtu ${mtu} is above the MTU of the lower device ${lower.name} (${lower.mtu})`, `a macvtap's MTU must be within 68..${lower.mtu}`);
+    throw new CniError(
+      ErrorCode.InvalidConfig,
+      `mtu ${mtu} is above the MTU of the lower device ${lower.name} (${lower.mtu})`,
+      `a macvtap's MTU must be within 68..${lower.mtu}`,
+    );
   }
   if (mac !== undefined && mac === lower.mac) {
-    throw new CniError(ErrorCode.InvalidConfig, `mac ${mac} is the MAC of the lower device ${lower.name}`, 'a macvtap cannot share its lower device\'s address');
+    throw new CniError(
+      ErrorCode.InvalidConfig,
+      `mac ${mac} is the MAC of the lower device ${lower.name}`,
+      "a macvtap cannot share its lower device's address",
+    );
   }
 }
 
@@ -116,7 +124,10 @@ export async function resolveHostDevice(host: Netns, opts: ResolveOptions): Prom
     }
   }
   if (link && link.kind !== 'macvtap') {
-    throw new CniError(ErrorCode.NotMacvtap, `host link ${link.name} for deviceID ${JSON.stringify(deviceID)} is not a macvtap (kind ${link.kind ?? 'none'})`);
+    throw new CniError(
+      ErrorCode.NotMacvtap,
+      `host link ${link.name} for deviceID ${JSON.stringify(deviceID)} is not a macvtap (kind ${link.kind ?? 'none'})`,
+    );
   }
 
   let lower: Link | undefined;
@@ -147,10 +158,14 @@ export async function resolveHostDevice(host: Netns, opts: ResolveOptions): Prom
   validateAgainstLower(lower, opts.mtu, opts.mac);
   opts.beforeRecreate();
   if (link) {
-    log.warn(`host link ${link.name} (ifindex ${link.index}, mode ${link.macvtap?.mode}) differs from the allocation of ${deviceID} (ifindex ${record.ifindex} on ${record.lowerDevice}, mode ${record.mode}); recreating it`);
+    log.warn(
+      `host link ${link.name} (ifindex ${link.index}, mode ${link.macvtap?.mode}) differs from the allocation of ${deviceID} (ifindex ${record.ifindex} on ${record.lowerDevice}, mode ${record.mode}); recreating it`,
+    );
     host.deleteLinkSync(link.index);
   } else {
-    log.info(`recreating ${record.linkName} for ${deviceID} from its allocation record (ifindex ${record.ifindex} on ${record.lowerDevice}, mode ${record.mode})`);
+    log.info(
+      `recreating ${record.linkName} for ${deviceID} from its allocation record (ifindex ${record.ifindex} on ${record.lowerDevice}, mode ${record.mode})`,
+    );
   }
   const created = host.createMacvtapSync({
     name: record.linkName,
@@ -163,7 +178,13 @@ export async function resolveHostDevice(host: Netns, opts: ResolveOptions): Prom
 }
 
 function matchesRecord(link: Link, record: AllocationRecord, lower: Link | undefined): boolean {
-  return link.index === record.ifindex && link.macvtap?.mode === record.mode && lower !== undefined && link.parentIndex === lower.index && link.parentNetnsId === undefined;
+  return (
+    link.index === record.ifindex &&
+    link.macvtap?.mode === record.mode &&
+    lower !== undefined &&
+    link.parentIndex === lower.index &&
+    link.parentNetnsId === undefined
+  );
 }
 
 /**
@@ -188,11 +209,19 @@ export function stillAttached(att: AttachmentRecord): boolean {
  * /dev/tap<ifindex> stays valid) and, when known, restores its pre-ADD settings. If the host already has a link
  * of that name or ifindex (the device was recreated meanwhile), the sandbox's copy is deleted instead.
  */
-export function releaseToHost(host: Netns, pod: Netns, link: Link, hostName: string, original: LinkSettings | undefined): 'moved' | 'deleted' {
+export function releaseToHost(
+  host: Netns,
+  pod: Netns,
+  link: Link,
+  hostName: string,
+  original: LinkSettings | undefined,
+): 'moved' | 'deleted' {
   const byName = host.getLinkSync(hostName);
   const byIndex = byName?.index === link.index ? byName : host.getLinkSync(link.index);
   if (byName || byIndex) {
-    log.warn(`host already has ${byName ? `a link named ${hostName}` : `ifindex ${link.index}`}; deleting the sandbox's ${link.name} instead of returning it`);
+    log.warn(
+      `host already has ${byName ? `a link named ${hostName}` : `ifindex ${link.index}`}; deleting the sandbox's ${link.name} instead of returning it`,
+    );
     pod.deleteLinkSync(link.index);
     return 'deleted';
   }

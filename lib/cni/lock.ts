@@ -175,7 +175,6 @@ function breakStale(file: string, owner: string, markerStaleMs: number): boolean
   return true;
 }
 
-
 /**
  * Breaks every lock whose owner is dead and removes break markers older than `markerStaleMs`; returns how many
  * lock files and markers went. GC runs it.

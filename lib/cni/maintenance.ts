@@ -40,7 +40,8 @@ export async function cmdGc(conf: NetConf): Promise<void> {
     try {
       const current = attachments.read(stale.deviceID);
       // Re-read under the lock: an ADD may have attached the device to a valid container meanwhile.
-      if (!current || current.containerID !== stale.containerID || current.ifname !== stale.ifname || current.network !== stale.network) continue;
+      if (!current || current.containerID !== stale.containerID || current.ifname !== stale.ifname || current.network !== stale.network)
+        continue;
       await release(current.deviceID, current.netns, current.ifname, current, conf.stateDir);
       attachments.remove(current.deviceID);
       released++;
@@ -54,7 +55,8 @@ export async function cmdGc(conf: NetConf): Promise<void> {
   const locks = removeStaleLocks(conf.stateDir);
   removeStaleTemp(attachments.dir);
   log.info(`GC of network ${conf.name}: released ${released} stale attachment(s), removed ${locks} stale lock(s)`);
-  if (failures.length) throw new CniError(ErrorCode.GcFailed, `GC could not release ${failures.length} stale attachment(s)`, failures.join('; '));
+  if (failures.length)
+    throw new CniError(ErrorCode.GcFailed, `GC could not release ${failures.length} stale attachment(s)`, failures.join('; '));
 }
 
 /** Temp files of record writers that died between write and rename. */
@@ -96,7 +98,8 @@ export function cmdStatus(conf: NetConf): void {
     for (const att of new AttachmentStore(conf.stateDir).list()) {
       if (att.network !== conf.name) continue;
       const record = readAllocation(conf.stateDir, att.deviceID);
-      if (record && !host.getLinkSync(record.lowerDevice)) lost.push(`${att.deviceID} (lower device ${record.lowerDevice}, container ${att.containerID})`);
+      if (record && !host.getLinkSync(record.lowerDevice))
+        lost.push(`${att.deviceID} (lower device ${record.lowerDevice}, container ${att.containerID})`);
     }
     if (lost.length) {
       throw new CniError(ErrorCode.NotAvailableDegraded, `lower device missing for ${lost.length} attached device(s)`, lost.join('; '));

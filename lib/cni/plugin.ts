@@ -22,11 +22,17 @@ export async function runPlugin(env: NodeJS.ProcessEnv, readStdin: () => string)
     const stdin = readStdin();
     if (command === 'VERSION') return { stdout: json(versionResult(requestedVersion(stdin))), exitCode: 0 };
     config = decodeConfig(stdin);
-    const attachment: Environment | undefined = command === 'ADD' || command === 'DEL' || command === 'CHECK' ? readEnvironment(command, env) : undefined;
+    const attachment: Environment | undefined =
+      command === 'ADD' || command === 'DEL' || command === 'CHECK' ? readEnvironment(command, env) : undefined;
     const conf = readConfig(command, config, attachment, env);
-    if (attachment) log.configure({ prefix: ` ${command} ${attachment.containerId.slice(0, 12)}/${attachment.ifname}${conf.deviceID ? ` ${conf.deviceID}` : ''}` });
+    if (attachment)
+      log.configure({
+        prefix: ` ${command} ${attachment.containerId.slice(0, 12)}/${attachment.ifname}${conf.deviceID ? ` ${conf.deviceID}` : ''}`,
+      });
     else log.configure({ prefix: ` ${command}` });
-    log.debug(`network ${conf.name}, netns ${attachment?.netns || '-'}, mac ${conf.mac ?? '-'} (${conf.macSource ?? 'kernel'}), mtu ${conf.mtu ?? '-'}`);
+    log.debug(
+      `network ${conf.name}, netns ${attachment?.netns || '-'}, mac ${conf.mac ?? '-'} (${conf.macSource ?? 'kernel'}), mtu ${conf.mtu ?? '-'}`,
+    );
     // Each command's module is loaded only for that command (static paths: bundlers still see them).
     /* eslint-disable @typescript-eslint/no-require-imports */
     switch (command) {
@@ -58,7 +64,9 @@ export async function runPlugin(env: NodeJS.ProcessEnv, readStdin: () => string)
     /* eslint-enable @typescript-eslint/no-require-imports */
   } catch (err) {
     const failure =
-      err instanceof CniError ? err : new CniError(ErrorCode.Internal, `internal error during ${command ?? 'start-up'}: ${describeError(err)}`);
+      err instanceof CniError
+        ? err
+        : new CniError(ErrorCode.Internal, `internal error during ${command ?? 'start-up'}: ${describeError(err)}`);
     log.error(`${failure.message}${failure.details ? ` (${failure.details})` : ''} [code ${failure.code}]`);
     return { stdout: json(errorResult(failure, rawVersion(config) ?? LATEST_VERSION)), exitCode: 1 };
   } finally {

@@ -58,7 +58,11 @@ const VERB_SINCE: Record<string, CniVersion> = { CHECK: '0.4.0', GC: '1.1.0', ST
 export function requireVerb(command: string, version: CniVersion): void {
   const since = VERB_SINCE[command];
   if (since && !atLeast(version, since)) {
-    throw new CniError(ErrorCode.IncompatibleVersion, `${command} is not defined for cniVersion ${version}`, `${command} needs cniVersion ${since} or later`);
+    throw new CniError(
+      ErrorCode.IncompatibleVersion,
+      `${command} is not defined for cniVersion ${version}`,
+      `${command} needs cniVersion ${since} or later`,
+    );
   }
 }
 

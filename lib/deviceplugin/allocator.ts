@@ -105,7 +105,8 @@ export class Allocator {
 
   private async run(resource: ResourceConfig, ids: string[], log: Logger): Promise<AllocatedDevice[]> {
     const lower = await this.netns.getLink(resource.lowerDevice);
-    if (!lower) throw new AllocateError('precondition', `lower device ${resource.lowerDevice} of ${resourceName(resource.name)} does not exist`);
+    if (!lower)
+      throw new AllocateError('precondition', `lower device ${resource.lowerDevice} of ${resourceName(resource.name)} does not exist`);
     const made: Made[] = [];
     const out: AllocatedDevice[] = [];
     const taken = this.range ? new Set((await this.netns.listLinks()).map((l) => l.index)) : undefined;
@@ -113,7 +114,10 @@ export class Allocator {
       for (const id of ids) {
         const linkName = await hostLinkName(id);
         const step = (what: string, err: unknown): AllocateError =>
-          new AllocateError(err instanceof AllocateError ? err.kind : 'internal', `device ${id}: ${what} ${linkName}: ${errorMessage(err)}`);
+          new AllocateError(
+            err instanceof AllocateError ? err.kind : 'internal',
+            `device ${id}: ${what} ${linkName}: ${errorMessage(err)}`,
+          );
         try {
           await this.retireStale(linkName);
         } catch (err) {
@@ -165,7 +169,11 @@ export class Allocator {
   private async retireStale(linkName: string): Promise<void> {
     const stale = await this.netns.getLink(linkName);
     if (!stale) return;
-    if (stale.kind !== 'macvtap') throw new AllocateError('internal', `link ${linkName} exists and is not a macvtap (kind ${stale.kind ?? 'none'}); refusing to delete it`);
+    if (stale.kind !== 'macvtap')
+      throw new AllocateError(
+        'internal',
+        `link ${linkName} exists and is not a macvtap (kind ${stale.kind ?? 'none'}); refusing to delete it`,
+      );
     try {
       await this.netns.setLink(stale.index, { up: false, name: retiredName(stale.index) });
     } catch (err) {
@@ -231,7 +239,8 @@ export class Allocator {
       try {
         await this.netns.deleteLink(m.ifindex);
       } catch (err) {
-        if (!(err instanceof NetlinkError && err.code === 'ENODEV')) log.error('cannot remove half-made link', { link: m.linkName, err: errorMessage(err) });
+        if (!(err instanceof NetlinkError && err.code === 'ENODEV'))
+          log.error('cannot remove half-made link', { link: m.linkName, err: errorMessage(err) });
       }
       if (m.node) {
         const now = charDeviceOf(m.node.path);

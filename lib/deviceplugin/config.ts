@@ -74,7 +74,8 @@ export function parseConfig(text: string, source: string, pluginDir?: string): P
     const detail = text.trim() === '' ? 'it is empty' : (err as Error).message;
     throw new ConfigError(source, `not JSON (${detail}); expected an array like [{"name": "dataplane", "lowerDevice": "eth0"}]`);
   }
-  if (!Array.isArray(doc)) throw new ConfigError(source, `must be a JSON array of {name, lowerDevice, mode, capacity}, got ${typeName(doc)}`);
+  if (!Array.isArray(doc))
+    throw new ConfigError(source, `must be a JSON array of {name, lowerDevice, mode, capacity}, got ${typeName(doc)}`);
   if (doc.length === 0) return { discover: true, resources: [] };
   const resources: ResourceConfig[] = [];
   const seen = new Map<string, number>();
@@ -83,7 +84,8 @@ export function parseConfig(text: string, source: string, pluginDir?: string): P
     const fail = (problem: string): never => {
       throw new ConfigError(source, problem, entry);
     };
-    if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) fail(`must be an object {name, lowerDevice, mode, capacity}, got ${typeName(raw)}`);
+    if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
+      fail(`must be an object {name, lowerDevice, mode, capacity}, got ${typeName(raw)}`);
     const e = raw as Record<string, unknown>;
     for (const key of Object.keys(e)) {
       if (!KEYS.has(key)) fail(`unknown key ${JSON.stringify(key)} (known: name, lowerDevice, mode, capacity)`);
@@ -119,12 +121,16 @@ export function parseConfig(text: string, source: string, pluginDir?: string): P
       if (capacity > 100000) fail(`"capacity" ${capacity} is more than 100000 macvtaps on one device`);
     }
     if (mode === 'passthru' && capacity !== 1) {
-      fail(`mode "passthru" gives the whole lower device to one macvtap, so "capacity" must be 1, got ${e.capacity === undefined ? `the default ${DEFAULT_CAPACITY}` : capacity}`);
+      fail(
+        `mode "passthru" gives the whole lower device to one macvtap, so "capacity" must be 1, got ${e.capacity === undefined ? `the default ${DEFAULT_CAPACITY}` : capacity}`,
+      );
     }
     if (pluginDir !== undefined) {
       const socket = `${pluginDir.replace(/\/+$/, '')}/${socketName(name)}`;
       if (Buffer.byteLength(socket) > MAX_SOCKET_PATH) {
-        fail(`socket path ${socket} is ${Buffer.byteLength(socket)} bytes, more than the ${MAX_SOCKET_PATH} a unix socket allows; use a shorter name`);
+        fail(
+          `socket path ${socket} is ${Buffer.byteLength(socket)} bytes, more than the ${MAX_SOCKET_PATH} a unix socket allows; use a shorter name`,
+        );
       }
     }
     resources.push({ name, lowerDevice: lower as string, mode, capacity });
@@ -133,7 +139,10 @@ export function parseConfig(text: string, source: string, pluginDir?: string): P
 }
 
 function describeEntry(raw: unknown, i: number): string {
-  const name = typeof raw === 'object' && raw !== null && typeof (raw as { name?: unknown }).name === 'string' ? (raw as { name: string }).name : undefined;
+  const name =
+    typeof raw === 'object' && raw !== null && typeof (raw as { name?: unknown }).name === 'string'
+      ? (raw as { name: string }).name
+      : undefined;
   return name !== undefined ? `entry ${i} (name ${JSON.stringify(name)})` : `entry ${i}`;
 }
 

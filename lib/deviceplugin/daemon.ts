@@ -12,7 +12,16 @@ import { Netns } from '../netlink';
 import { AllocationStore } from '../naming/allocations';
 import { Allocator, IfindexRange, isRetired } from './allocator';
 import { KUBELET_SOCKET } from './api';
-import { ConfigError, discoveredResource, isDiscoverable, parseConfig, PluginConfig, ResourceConfig, resourceNameProblem, sameResource } from './config';
+import {
+  ConfigError,
+  discoveredResource,
+  isDiscoverable,
+  parseConfig,
+  PluginConfig,
+  ResourceConfig,
+  resourceNameProblem,
+  sameResource,
+} from './config';
 import { LinkTable } from './links';
 import { errorMessage, Logger } from './log';
 import { ResourcePlugin } from './resource';
@@ -199,7 +208,10 @@ export class Daemon {
     } catch (err) {
       if (this.configText === undefined) return;
       this.configText = undefined;
-      this.log.error('configuration file is unreadable; keeping the running configuration', { file, err: (err as NodeJS.ErrnoException).code ?? errorMessage(err) });
+      this.log.error('configuration file is unreadable; keeping the running configuration', {
+        file,
+        err: (err as NodeJS.ErrnoException).code ?? errorMessage(err),
+      });
       return;
     }
     if (text === this.configText) return;
@@ -307,7 +319,10 @@ export class Daemon {
       const kubeletChanged = plugin.registeredWith !== undefined && plugin.registeredWith !== kubelet;
       if (!plugin.socketIntact() || kubeletChanged) {
         if (kubeletChanged || plugin.registeredWith !== undefined) {
-          this.log.info(kubeletChanged ? 'kubelet restarted: serving and registering again' : 'our socket was removed: serving and registering again', { resource: plugin.resource });
+          this.log.info(
+            kubeletChanged ? 'kubelet restarted: serving and registering again' : 'our socket was removed: serving and registering again',
+            { resource: plugin.resource },
+          );
         }
         await plugin.serve();
       }

@@ -42,7 +42,9 @@ export class Logger {
   log(level: LogLevel, msg: string, fields?: LogFields): void {
     if (!this.enabled(level)) return;
     const line = { time: new Date().toISOString(), level, ...this.base, msg, ...fields };
-    this.write(`${JSON.stringify(line, (_k, v: unknown) => (v instanceof Error ? v.message : typeof v === 'bigint' ? v.toString() : v))}\n`);
+    this.write(
+      `${JSON.stringify(line, (_k, v: unknown) => (v instanceof Error ? v.message : typeof v === 'bigint' ? v.toString() : v))}\n`,
+    );
   }
 }
 

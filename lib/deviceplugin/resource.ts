@@ -137,7 +137,9 @@ export class ResourcePlugin {
     };
     try {
       await new Promise<void>((resolve, reject) => {
-        client.Register(request, { deadline: Date.now() + REGISTER_TIMEOUT_MS }, (err: grpc.ServiceError | null) => (err ? reject(err) : resolve()));
+        client.Register(request, { deadline: Date.now() + REGISTER_TIMEOUT_MS }, (err: grpc.ServiceError | null) =>
+          err ? reject(err) : resolve(),
+        );
       });
     } finally {
       client.close();
@@ -181,10 +183,13 @@ export class ResourcePlugin {
 
   private handlers(): grpc.UntypedServiceImplementation {
     return {
-      GetDevicePluginOptions: (_call: grpc.ServerUnaryCall<unknown, DevicePluginOptions>, cb: grpc.sendUnaryData<DevicePluginOptions>) => cb(null, PLUGIN_OPTIONS),
+      GetDevicePluginOptions: (_call: grpc.ServerUnaryCall<unknown, DevicePluginOptions>, cb: grpc.sendUnaryData<DevicePluginOptions>) =>
+        cb(null, PLUGIN_OPTIONS),
       ListAndWatch: (call: Stream) => this.listAndWatch(call),
-      GetPreferredAllocation: (call: grpc.ServerUnaryCall<PreferredAllocationRequest, PreferredAllocationResponse>, cb: grpc.sendUnaryData<PreferredAllocationResponse>) =>
-        cb(null, this.preferredAllocation(call.request)),
+      GetPreferredAllocation: (
+        call: grpc.ServerUnaryCall<PreferredAllocationRequest, PreferredAllocationResponse>,
+        cb: grpc.sendUnaryData<PreferredAllocationResponse>,
+      ) => cb(null, this.preferredAllocation(call.request)),
       Allocate: (call: grpc.ServerUnaryCall<AllocateRequest, AllocateResponse>, cb: grpc.sendUnaryData<AllocateResponse>) => {
         this.allocate(call.request).then(
           (response) => cb(null, response),
@@ -227,7 +232,8 @@ export class ResourcePlugin {
     const known = new Set(Array.from({ length: this.config.capacity }, (_, i) => deviceId(this.config.name, i)));
     const all = request.container_requests.flatMap((c) => c.devices_ids);
     const unknown = all.filter((id) => !known.has(id));
-    if (unknown.length) throw new AllocateError('invalid', `unknown device ID ${unknown.map((id) => JSON.stringify(id)).join(', ')} for ${this.resource}`);
+    if (unknown.length)
+      throw new AllocateError('invalid', `unknown device ID ${unknown.map((id) => JSON.stringify(id)).join(', ')} for ${this.resource}`);
     const twice = all.filter((id, i) => all.indexOf(id) !== i);
     if (twice.length) throw new AllocateError('invalid', `device ID ${JSON.stringify(twice[0])} requested twice`);
     const started = process.hrtime.bigint();

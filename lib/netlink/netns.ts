@@ -176,7 +176,8 @@ function validateCreate(opts: MacvtapOptions): void {
     if (!Array.isArray(opts.sourceMacs)) throw new TypeError(`sourceMacs must be an array, got ${describe(opts.sourceMacs)}`);
     opts.sourceMacs.forEach((mac, i) => parseMac(mac, `sourceMacs[${i}]`));
   }
-  if (opts.nopromisc !== undefined && typeof opts.nopromisc !== 'boolean') throw new TypeError(`nopromisc must be a boolean, got ${describe(opts.nopromisc)}`);
+  if (opts.nopromisc !== undefined && typeof opts.nopromisc !== 'boolean')
+    throw new TypeError(`nopromisc must be a boolean, got ${describe(opts.nopromisc)}`);
   if (opts.nopromisc && mode !== 'passthru') throw new RangeError(`nopromisc is only valid with mode "passthru", not "${mode}"`);
   if (opts.mac !== undefined) parseUnicastMac(opts.mac, 'mac');
   if (opts.mtu !== undefined) assertInteger(opts.mtu, 'mtu', 68, 65535);
@@ -219,7 +220,8 @@ function validateChanges(changes: LinkChanges): void {
   if (changes.mac !== undefined) parseUnicastMac(changes.mac, 'mac');
   if (changes.mtu !== undefined) assertInteger(changes.mtu, 'mtu', 68, 65535);
   for (const key of ['promisc', 'up'] as const) {
-    if (changes[key] !== undefined && typeof changes[key] !== 'boolean') throw new TypeError(`${key} must be a boolean, got ${describe(changes[key])}`);
+    if (changes[key] !== undefined && typeof changes[key] !== 'boolean')
+      throw new TypeError(`${key} must be a boolean, got ${describe(changes[key])}`);
   }
   if (changes.name !== undefined) assertInterfaceName(changes.name, 'name');
   if (changes.alias !== undefined) {
@@ -325,7 +327,14 @@ function* undoMoveOp(before: Link, target: MoveTarget, sourceNsFd: number, cause
   }
   if (failure !== undefined) {
     const why = failure instanceof Error ? failure.message : String(failure);
-    throw new NetlinkError(`${cause.message}; the link was left in the target namespace (${why})`, cause.errno, cause.code, cause.operation, cause.link, cause.extack);
+    throw new NetlinkError(
+      `${cause.message}; the link was left in the target namespace (${why})`,
+      cause.errno,
+      cause.code,
+      cause.operation,
+      cause.link,
+      cause.extack,
+    );
   }
 }
 
@@ -381,7 +390,8 @@ export class Netns {
    * (code EINVAL) if the file is not a network namespace, judged by file system magic and NS_GET_NSTYPE.
    */
   static open(nsPath: string): Netns {
-    if (typeof nsPath !== 'string' || nsPath.length === 0) throw new TypeError(`namespace path must be a non-empty string, got ${describe(nsPath)}`);
+    if (typeof nsPath !== 'string' || nsPath.length === 0)
+      throw new TypeError(`namespace path must be a non-empty string, got ${describe(nsPath)}`);
     const addon = native();
     const fd = addon.nsOpen(nsPath);
     let current = false;
@@ -469,7 +479,13 @@ export class Netns {
     this.assertOpen();
     const run = async (): Promise<T> => {
       if (this.closed) {
-        throw new NetlinkError(`netlink request in ${this.path}: handle closed before the request was sent`, ECANCELED, 'ECANCELED', 'netlink request', this.path);
+        throw new NetlinkError(
+          `netlink request in ${this.path}: handle closed before the request was sent`,
+          ECANCELED,
+          'ECANCELED',
+          'netlink request',
+          this.path,
+        );
       }
       const sock = this.socket('async');
       const gen = op();
@@ -634,7 +650,13 @@ export class Netns {
 
   private tapDeviceOf(link: Link): TapDevice {
     if (link.kind !== 'macvtap') {
-      throw new NetlinkError(`find tap device ${link.name}: not a macvtap (kind ${link.kind ?? 'none'})`, 22, 'EINVAL', 'find tap device', link.name);
+      throw new NetlinkError(
+        `find tap device ${link.name}: not a macvtap (kind ${link.kind ?? 'none'})`,
+        22,
+        'EINVAL',
+        'find tap device',
+        link.name,
+      );
     }
     const file = `/sys/class/net/${link.name}/tap${link.index}/dev`;
     const text = this.isCurrent ? readSysfs(file) : native().sysfsRead(this.nsFd, file);

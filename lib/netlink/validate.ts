@@ -8,7 +8,8 @@ const MAC_RE = /^[0-9a-fA-F]{2}([:-])[0-9a-fA-F]{2}(\1[0-9a-fA-F]{2}){4}$/;
 /** Parses `aa:bb:cc:dd:ee:ff` (or with dashes) into 6 bytes. */
 export function parseMac(value: unknown, what = 'mac'): Buffer {
   if (typeof value !== 'string') throw new TypeError(`${what} must be a string like 02:00:00:00:00:01, got ${describe(value)}`);
-  if (!MAC_RE.test(value)) throw new TypeError(`${what} ${JSON.stringify(value)} is not a MAC address (expected 6 hex octets like 02:00:00:00:00:01)`);
+  if (!MAC_RE.test(value))
+    throw new TypeError(`${what} ${JSON.stringify(value)} is not a MAC address (expected 6 hex octets like 02:00:00:00:00:01)`);
   return Buffer.from(value.replace(/[:-]/g, ''), 'hex');
 }
 
@@ -37,7 +38,7 @@ export function interfaceNameProblem(name: unknown): string | undefined {
 
 export function assertInterfaceName(name: unknown, what = 'name'): asserts name is string {
   const problem = interfaceNameProblem(name);
-  if (problem) throw (typeof name === 'string' ? new RangeError(`${what} ${problem}`) : new TypeError(`${what} ${problem}`));
+  if (problem) throw typeof name === 'string' ? new RangeError(`${what} ${problem}`) : new TypeError(`${what} ${problem}`);
 }
 
 export function assertInteger(value: unknown, what: string, min: number, max: number): asserts value is number {

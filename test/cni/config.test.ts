@@ -15,7 +15,12 @@ t.test('MAC sources, lowest to highest: config mac < CNI_ARGS MAC < runtimeConfi
   const kernelMac = ipLink(s.host, 'mvtmac').address;
   const macs = { config: '02:00:00:00:01:01', cniArgs: '02:00:00:00:01:02', runtime: '02:00:00:00:01:03', args: '02:00:00:00:01:04' };
   const cases: [string, Record<string, unknown>, string, string][] = [
-    ['all four', { mac: macs.config, runtimeConfig: { mac: macs.runtime }, args: { cni: { mac: macs.args } } }, `${ARGS};MAC=${macs.cniArgs}`, macs.args],
+    [
+      'all four',
+      { mac: macs.config, runtimeConfig: { mac: macs.runtime }, args: { cni: { mac: macs.args } } },
+      `${ARGS};MAC=${macs.cniArgs}`,
+      macs.args,
+    ],
     ['no args.cni.mac', { mac: macs.config, runtimeConfig: { mac: macs.runtime } }, `${ARGS};MAC=${macs.cniArgs}`, macs.runtime],
     ['config and CNI_ARGS', { mac: macs.config }, `${ARGS};MAC=${macs.cniArgs}`, macs.cniArgs],
     ['config only', { mac: macs.config }, ARGS, macs.config],
@@ -53,7 +58,7 @@ t.test('mtu, promiscMode, owner and group', { skip: rootOnly }, async (t) => {
   t.ok(o.flags.includes('UP'), 'up');
   t.equal(o.linkinfo.info_kind, 'macvtap', 'a macvtap');
   t.equal(nodeOwner(idx), '107:107', 'default owner 107:107 (qemu)');
-  t.equal(nodeDev(idx), sysfsDev(s.pod, 'net1', idx), '/dev/tapN is this macvtap\'s char device');
+  t.equal(nodeDev(idx), sysfsDev(s.pod, 'net1', idx), "/dev/tapN is this macvtap's char device");
   t.equal((fs.statSync(`/dev/tap${idx}`).mode & 0o777).toString(8), '600', 'mode 0600');
   t.equal(cni(s, { command: 'DEL', config }).status, 0);
 

@@ -40,7 +40,10 @@ export function addMacvtap(scene: Scene, name: string, index: number, mode = 'br
 }
 
 /** An allocation record as the device plugin writes it at Allocate. */
-export function writeAllocation(scene: Scene, rec: Partial<AllocationRecord> & { deviceID: string; linkName: string; ifindex: number }): AllocationRecord {
+export function writeAllocation(
+  scene: Scene,
+  rec: Partial<AllocationRecord> & { deviceID: string; linkName: string; ifindex: number },
+): AllocationRecord {
   const full: AllocationRecord = {
     version: 1,
     resource: 'macvtap.network.kubevirt.io/dataplane',
@@ -82,7 +85,8 @@ function envFor(scene: Scene, call: CniCall): NodeJS.ProcessEnv {
     CNI_CONTAINERID: call.containerId ?? 'c0ffee01',
     CNI_IFNAME: call.ifname ?? 'net1',
     CNI_PATH: '/opt/cni/bin',
-    CNI_ARGS: call.args ?? 'IgnoreUnknown=true;K8S_POD_NAMESPACE=default;K8S_POD_NAME=vm;K8S_POD_INFRA_CONTAINER_ID=c0ffee01;K8S_POD_UID=1234',
+    CNI_ARGS:
+      call.args ?? 'IgnoreUnknown=true;K8S_POD_NAMESPACE=default;K8S_POD_NAME=vm;K8S_POD_INFRA_CONTAINER_ID=c0ffee01;K8S_POD_UID=1234',
   };
   if (call.netns !== null) env.CNI_NETNS = call.netns ?? scene.netns;
   for (const [k, v] of Object.entries(call.env ?? {})) {
@@ -108,7 +112,11 @@ function result(status: number | null, stdout: string, stderr: string): CniResul
 
 /** Runs the plugin in HOST and waits. */
 export function cni(scene: Scene, call: CniCall): CniResult {
-  const r = spawnSync('ip', ['netns', 'exec', scene.host, process.execPath, PLUGIN], { env: envFor(scene, call), input: stdinFor(call), encoding: 'utf8' });
+  const r = spawnSync('ip', ['netns', 'exec', scene.host, process.execPath, PLUGIN], {
+    env: envFor(scene, call),
+    input: stdinFor(call),
+    encoding: 'utf8',
+  });
   return result(r.status, r.stdout, r.stderr);
 }
 
@@ -155,7 +163,10 @@ export function world(scene: Scene, indexes: number[] = []): { host: string; pod
     }
     if (!st.isCharacterDevice()) return `${i}:${st.isDirectory() ? 'dir' : 'other'}`;
     let owner = 'no macvtap';
-    for (const [ns, links] of [[scene.host, host], [scene.pod, pod]] as const) {
+    for (const [ns, links] of [
+      [scene.host, host],
+      [scene.pod, pod],
+    ] as const) {
       // eslint-disable-next-line @typescript-eslint/no-explicit-any
       const link = (JSON.parse(links) as any[]).find((l) => l.ifindex === i && l.linkinfo?.info_kind === 'macvtap');
       if (link) owner = sysfsDev(ns, link.ifname, i) === nodeDev(i) ? `${ns === scene.host ? 'host' : 'pod'} ${link.ifname}` : 'stale';

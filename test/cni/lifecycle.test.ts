@@ -82,12 +82,37 @@ t.test('CHECK passes after ADD and reports every drift', { skip: rootOnly }, asy
   t.equal(r.stdout, '', 'CHECK prints nothing on success');
 
   const drifts: [string, () => void, () => void, RegExp][] = [
-    ['MTU', () => ip('-n', s.pod, 'link', 'set', 'net1', 'mtu', '1300'), () => ip('-n', s.pod, 'link', 'set', 'net1', 'mtu', '1400'), /mtu is 1300, expected 1400/],
-    ['MAC', () => ip('-n', s.pod, 'link', 'set', 'net1', 'address', '02:00:00:00:03:99'), () => ip('-n', s.pod, 'link', 'set', 'net1', 'address', '02:00:00:00:03:01'), /mac is 02:00:00:00:03:99/],
-    ['promisc', () => ip('-n', s.pod, 'link', 'set', 'net1', 'promisc', 'on'), () => ip('-n', s.pod, 'link', 'set', 'net1', 'promisc', 'off'), /promisc is on/],
+    [
+      'MTU',
+      () => ip('-n', s.pod, 'link', 'set', 'net1', 'mtu', '1300'),
+      () => ip('-n', s.pod, 'link', 'set', 'net1', 'mtu', '1400'),
+      /mtu is 1300, expected 1400/,
+    ],
+    [
+      'MAC',
+      () => ip('-n', s.pod, 'link', 'set', 'net1', 'address', '02:00:00:00:03:99'),
+      () => ip('-n', s.pod, 'link', 'set', 'net1', 'address', '02:00:00:00:03:01'),
+      /mac is 02:00:00:00:03:99/,
+    ],
+    [
+      'promisc',
+      () => ip('-n', s.pod, 'link', 'set', 'net1', 'promisc', 'on'),
+      () => ip('-n', s.pod, 'link', 'set', 'net1', 'promisc', 'off'),
+      /promisc is on/,
+    ],
     ['down', () => ip('-n', s.pod, 'link', 'set', 'net1', 'down'), () => ip('-n', s.pod, 'link', 'set', 'net1', 'up'), /it is down/],
-    ['tap owner', () => fs.chownSync(`/dev/tap${idx}`, 0, 0), () => fs.chownSync(`/dev/tap${idx}`, 107, 107), /owned by 0:0, expected 107:107/],
-    ['tap node missing', () => fs.renameSync(`/dev/tap${idx}`, `/dev/tap${idx}.away`), () => fs.renameSync(`/dev/tap${idx}.away`, `/dev/tap${idx}`), /missing or not a character device/],
+    [
+      'tap owner',
+      () => fs.chownSync(`/dev/tap${idx}`, 0, 0),
+      () => fs.chownSync(`/dev/tap${idx}`, 107, 107),
+      /owned by 0:0, expected 107:107/,
+    ],
+    [
+      'tap node missing',
+      () => fs.renameSync(`/dev/tap${idx}`, `/dev/tap${idx}.away`),
+      () => fs.renameSync(`/dev/tap${idx}.away`, `/dev/tap${idx}`),
+      /missing or not a character device/,
+    ],
   ];
   for (const [label, drift, fix, why] of drifts) {
     drift();
@@ -125,7 +150,12 @@ t.test('GC returns the devices of attachments that are not valid, only for its n
   const pristineHost = ipLink(s.host, 'mvtgc1');
   // gc0, gc1 on network "dataplane"; gc2 on network "other"; gc3 on "dataplane" with its namespace gone.
   const add = (i: number, network: string): void => {
-    const r = cni(s, { command: 'ADD', config: conf(s, { name: network, deviceID: names[i] }), containerId: `gc${i}`, netns: `/var/run/netns/${pods[i]}` });
+    const r = cni(s, {
+      command: 'ADD',
+      config: conf(s, { name: network, deviceID: names[i] }),
+      containerId: `gc${i}`,
+      netns: `/var/run/netns/${pods[i]}`,
+    });
     t.equal(r.status, 0, `ADD ${names[i]} (${r.stdout})`);
   };
   add(0, 'dataplane');
@@ -136,7 +166,8 @@ t.test('GC returns the devices of attachments that are not valid, only for its n
   // A crashed invocation's lock (pid 2^22+1 cannot exist).
   fs.writeFileSync(path.join(s.stateDir, 'locks', 'crashed.lock'), `${2 ** 22 + 1} 123\n`);
 
-  const gc = (config: Record<string, unknown>): ReturnType<typeof cni> => cni(s, { command: 'GC', config, env: { CNI_CONTAINERID: undefined, CNI_IFNAME: undefined }, netns: null });
+  const gc = (config: Record<string, unknown>): ReturnType<typeof cni> =>
+    cni(s, { command: 'GC', config, env: { CNI_CONTAINERID: undefined, CNI_IFNAME: undefined }, netns: null });
   const r = gc(conf(s, { 'cni.dev/valid-attachments': [{ containerID: 'gc0', ifname: 'net1' }] }));
   t.equal(r.status, 0, `GC (${r.stdout})`);
   t.equal(r.stdout, '', 'GC prints nothing');
@@ -158,12 +189,16 @@ t.test('GC returns the devices of attachments that are not valid, only for its n
   // Malformed lists.
   t.equal(gc(conf(s)).json?.code, 7, 'GC without valid-attachments: code 7');
   t.equal(gc(conf(s, { 'cni.dev/valid-attachments': [{ containerID: 1 }] })).json?.code, 7, 'malformed entry: code 7');
-  t.equal(cni(s, { command: 'DEL', config: conf(s, { deviceID: 'mvtgc0' }), containerId: 'gc0', netns: `/var/run/netns/${pods[0]}` }).status, 0);
+  t.equal(
+    cni(s, { command: 'DEL', config: conf(s, { deviceID: 'mvtgc0' }), containerId: 'gc0', netns: `/var/run/netns/${pods[0]}` }).status,
+    0,
+  );
 });
 
 t.test('STATUS: ready, not ready (50), and degraded (51)', { skip: rootOnly }, async (t) => {
   const s = makeScene(t, { indexes: 1 });
-  const status = (config: Record<string, unknown>): ReturnType<typeof cni> => cni(s, { command: 'STATUS', config, env: { CNI_CONTAINERID: undefined, CNI_IFNAME: undefined }, netns: null });
+  const status = (config: Record<string, unknown>): ReturnType<typeof cni> =>
+    cni(s, { command: 'STATUS', config, env: { CNI_CONTAINERID: undefined, CNI_IFNAME: undefined }, netns: null });
   let r = status(conf(s));
   t.equal(r.status, 0, `ready (${r.stdout})`);
   t.equal(r.stdout, '', 'ready prints nothing');

@@ -24,7 +24,11 @@ t.test('50 parallel ADD/DEL pairs on distinct devices, nothing leaked', { skip: 
 
   const pair = async (i: number): Promise<void> => {
     const d = devices[i];
-    const call = { config: conf(s, { deviceID: d.deviceID, mac: `02:00:00:00:06:${i.toString(16).padStart(2, '0')}`, mtu: 1400 }), containerId: `par${i}`, netns: `/var/run/netns/${pods[i]}` };
+    const call = {
+      config: conf(s, { deviceID: d.deviceID, mac: `02:00:00:00:06:${i.toString(16).padStart(2, '0')}`, mtu: 1400 }),
+      containerId: `par${i}`,
+      netns: `/var/run/netns/${pods[i]}`,
+    };
     const add = await cniAsync(s, { command: 'ADD', ...call });
     t.equal(add.status, 0, `pair ${i}: ADD (${add.stdout}${add.stderr})`);
     t.equal(add.json?.interfaces?.[0]?.mac, call.config.mac, `pair ${i}: result`);
@@ -42,7 +46,9 @@ t.test('50 parallel ADD/DEL pairs on distinct devices, nothing leaked', { skip: 
     [],
     'every pod namespace is empty again',
   );
-  const leftovers = ['attachments', 'locks'].flatMap((d) => (fs.existsSync(path.join(s.stateDir, d)) ? fs.readdirSync(path.join(s.stateDir, d)) : []));
+  const leftovers = ['attachments', 'locks'].flatMap((d) =>
+    fs.existsSync(path.join(s.stateDir, d)) ? fs.readdirSync(path.join(s.stateDir, d)) : [],
+  );
   t.same(leftovers, [], 'no attachment record, lock, marker or temp file left');
 });
 
@@ -53,7 +59,9 @@ t.test('racing ADDs for one device: one wins, the rest fail cleanly (code 11)', 
   addMacvtap(s, 'mvtrace', idx);
   const pods = Array.from({ length: 6 }, () => makeNetns(t, 'mvcr'));
   const config = conf(s, { deviceID: 'raceMvp0' });
-  const results = await Promise.all(pods.map((p, i) => cniAsync(s, { command: 'ADD', config, containerId: `race${i}`, netns: `/var/run/netns/${p}` })));
+  const results = await Promise.all(
+    pods.map((p, i) => cniAsync(s, { command: 'ADD', config, containerId: `race${i}`, netns: `/var/run/netns/${p}` })),
+  );
   const winners = results.map((r, i) => (r.status === 0 ? i : -1)).filter((i) => i >= 0);
   t.equal(winners.length, 1, 'exactly one ADD got the device');
   for (const [i, r] of results.entries()) {

@@ -15,58 +15,62 @@ import t from 'tap';
 import { makeNetns, removeNetns, rootOnly } from '../support/kernel';
 import { addMacvtap, cni, cniAsync, conf, ip, ipLink, makeScene, nodeDev, nodeOwner, sysfsDev, world, writeAllocation } from './harness';
 
-t.test('rollback: a step failing after the move leaves both namespaces as they were, and a retry succeeds', { skip: rootOnly }, async (t) => {
-  const s = makeScene(t, { indexes: 3 });
-  const [idx, sib] = s.indexes;
-  addMacvtap(s, 'mvtrb', idx);
-  ip('-n', s.host, 'link', 'set', 'mvtrb', 'mtu', '1450', 'promisc', 'on');
-  // A sibling on the same lower device, up, holding the MAC the pod will ask for.
-  addMacvtap(s, 'mvtsib', sib, 'bridge', ['address', '02:00:00:00:04:01']);
-  ip('-n', s.host, 'link', 'set', 'mvtsib', 'up');
-  fs.chownSync(`/dev/tap${idx}`, 5, 6);
-  const before = world(s, [idx]);
+t.test(
+  'rollback: a step failing after the move leaves both namespaces as they were, and a retry succeeds',
+  { skip: rootOnly },
+  async (t) => {
+    const s = makeScene(t, { indexes: 3 });
+    const [idx, sib] = s.indexes;
+    addMacvtap(s, 'mvtrb', idx);
+    ip('-n', s.host, 'link', 'set', 'mvtrb', 'mtu', '1450', 'promisc', 'on');
+    // A sibling on the same lower device, up, holding the MAC the pod will ask for.
+    addMacvtap(s, 'mvtsib', sib, 'bridge', ['address', '02:00:00:00:04:01']);
+    ip('-n', s.host, 'link', 'set', 'mvtsib', 'up');
+    fs.chownSync(`/dev/tap${idx}`, 5, 6);
+    const before = world(s, [idx]);
 
-  // 1. The kernel rejects the MAC after move + rename (and after the MTU in the same request).
-  const config = conf(s, { deviceID: 'mvtrb', mac: '02:00:00:00:04:01', mtu: 1300, promiscMode: false });
-  let r = cni(s, { command: 'ADD', config });
-  t.equal(r.status, 1, 'ADD fails');
-  t.equal(r.json?.code, 104, `code 104 (${r.json?.msg})`);
-  t.match(r.json?.msg, /set MAC, MTU, promisc and up/, 'names the step');
-  t.match(r.json?.msg, /Address already in use|EADDRINUSE/, "the kernel's reason");
-  t.same(world(s, [idx]), before, 'host link back under its name, MAC, MTU 1450, promisc on, down; pod empty; tap node as before');
+    // 1. The kernel rejects the MAC after move + rename (and after the MTU in the same request).
+    const config = conf(s, { deviceID: 'mvtrb', mac: '02:00:00:00:04:01', mtu: 1300, promiscMode: false });
+    let r = cni(s, { command: 'ADD', config });
+    t.equal(r.status, 1, 'ADD fails');
+    t.equal(r.json?.code, 104, `code 104 (${r.json?.msg})`);
+    t.match(r.json?.msg, /set MAC, MTU, promisc and up/, 'names the step');
+    t.match(r.json?.msg, /Address already in use|EADDRINUSE/, "the kernel's reason");
+    t.same(world(s, [idx]), before, 'host link back under its name, MAC, MTU 1450, promisc on, down; pod empty; tap node as before');
 
-  // 2. The tap node step fails.
-  fs.rmSync(`/dev/tap${idx}`);
-  fs.mkdirSync(`/dev/tap${idx}`);
-  t.teardown(() => fs.rmSync(`/dev/tap${idx}`, { recursive: true, force: true }));
-  const beforeDir = world(s, [idx]);
-  r = cni(s, { command: 'ADD', config: conf(s, { deviceID: 'mvtrb', mac: '02:00:00:00:04:02' }) });
-  t.equal(r.json?.code, 104, `tap step: code 104 (${r.json?.msg})`);
-  t.match(r.json?.msg, new RegExp(`make /dev/tap${idx}`), 'names the step');
-  t.same(world(s, [idx]), beforeDir, 'tap step: everything as before');
-  fs.rmdirSync(`/dev/tap${idx}`);
-  // Put the node back as the device plugin would have made it.
-  const [major, minor] = sysfsDev(s.host, 'mvtrb', idx).split(':');
-  execFileSync('mknod', [`/dev/tap${idx}`, 'c', major, minor]);
-  fs.chownSync(`/dev/tap${idx}`, 5, 6);
+    // 2. The tap node step fails.
+    fs.rmSync(`/dev/tap${idx}`);
+    fs.mkdirSync(`/dev/tap${idx}`);
+    t.teardown(() => fs.rmSync(`/dev/tap${idx}`, { recursive: true, force: true }));
+    const beforeDir = world(s, [idx]);
+    r = cni(s, { command: 'ADD', config: conf(s, { deviceID: 'mvtrb', mac: '02:00:00:00:04:02' }) });
+    t.equal(r.json?.code, 104, `tap step: code 104 (${r.json?.msg})`);
+    t.match(r.json?.msg, new RegExp(`make /dev/tap${idx}`), 'names the step');
+    t.same(world(s, [idx]), beforeDir, 'tap step: everything as before');
+    fs.rmdirSync(`/dev/tap${idx}`);
+    // Put the node back as the device plugin would have made it.
+    const [major, minor] = sysfsDev(s.host, 'mvtrb', idx).split(':');
+    execFileSync('mknod', [`/dev/tap${idx}`, 'c', major, minor]);
+    fs.chownSync(`/dev/tap${idx}`, 5, 6);
 
-  // 3. Recording the attachment (the last step) fails.
-  fs.mkdirSync(s.stateDir, { recursive: true });
-  fs.rmSync(path.join(s.stateDir, 'attachments'), { recursive: true, force: true });
-  fs.writeFileSync(path.join(s.stateDir, 'attachments'), 'in the way');
-  const beforeRecord = world(s, [idx]);
-  r = cni(s, { command: 'ADD', config: conf(s, { deviceID: 'mvtrb', mac: '02:00:00:00:04:03' }) });
-  t.equal(r.json?.code, 104, `record step: code 104 (${r.json?.msg})`);
-  t.same(world(s, [idx]), beforeRecord, 'record step: everything as before, tap node included');
-  fs.rmSync(path.join(s.stateDir, 'attachments'));
+    // 3. Recording the attachment (the last step) fails.
+    fs.mkdirSync(s.stateDir, { recursive: true });
+    fs.rmSync(path.join(s.stateDir, 'attachments'), { recursive: true, force: true });
+    fs.writeFileSync(path.join(s.stateDir, 'attachments'), 'in the way');
+    const beforeRecord = world(s, [idx]);
+    r = cni(s, { command: 'ADD', config: conf(s, { deviceID: 'mvtrb', mac: '02:00:00:00:04:03' }) });
+    t.equal(r.json?.code, 104, `record step: code 104 (${r.json?.msg})`);
+    t.same(world(s, [idx]), beforeRecord, 'record step: everything as before, tap node included');
+    fs.rmSync(path.join(s.stateDir, 'attachments'));
 
-  // The runtime's retry, with the obstacles gone, succeeds.
-  r = cni(s, { command: 'ADD', config: conf(s, { deviceID: 'mvtrb', mac: '02:00:00:00:04:04', mtu: 1300 }) });
-  t.equal(r.status, 0, `retry succeeds (${r.stdout})`);
-  t.equal(ipLink(s.pod, 'net1')?.address, '02:00:00:00:04:04');
-  t.equal(nodeDev(idx), sysfsDev(s.pod, 'net1', idx), "the tap node is the macvtap's device");
-  t.equal(cni(s, { command: 'DEL', config }).status, 0);
-});
+    // The runtime's retry, with the obstacles gone, succeeds.
+    r = cni(s, { command: 'ADD', config: conf(s, { deviceID: 'mvtrb', mac: '02:00:00:00:04:04', mtu: 1300 }) });
+    t.equal(r.status, 0, `retry succeeds (${r.stdout})`);
+    t.equal(ipLink(s.pod, 'net1')?.address, '02:00:00:00:04:04');
+    t.equal(nodeDev(idx), sysfsDev(s.pod, 'net1', idx), "the tap node is the macvtap's device");
+    t.equal(cni(s, { command: 'DEL', config }).status, 0);
+  },
+);
 
 t.test('sandbox recreation: DEL then ADD of a new sandbox, and ADD after the old namespace died', { skip: rootOnly }, async (t) => {
   const s = makeScene(t, { indexes: 1 });
@@ -150,7 +154,11 @@ t.test('a device still attached to a live sandbox is not taken: code 11, nothing
   t.same(world(s, [idx]), before, 'holder keeps it');
   t.same(ip('-n', pod2, '-j', 'link', 'show').includes('net1'), false, 'taker got nothing');
   t.equal(cni(s, { command: 'DEL', config, containerId: 'holder1' }).status, 0);
-  t.equal(cni(s, { command: 'ADD', config, containerId: 'taker1', netns: `/var/run/netns/${pod2}` }).status, 0, 'after the DEL the new sandbox gets it');
+  t.equal(
+    cni(s, { command: 'ADD', config, containerId: 'taker1', netns: `/var/run/netns/${pod2}` }).status,
+    0,
+    'after the DEL the new sandbox gets it',
+  );
   t.equal(cni(s, { command: 'DEL', config, containerId: 'taker1', netns: `/var/run/netns/${pod2}` }).status, 0);
 });
 

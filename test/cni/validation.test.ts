@@ -109,7 +109,13 @@ t.test('every validation error: its code, and nothing changed', { skip: rootOnly
     t.equal(r.json?.code, code, `${label}: code ${code} (${r.json?.msg})`);
     t.ok(typeof r.json?.msg === 'string' && r.json.msg.length > 0, `${label}: msg`);
     t.type(r.json?.details, 'string', `${label}: details`);
-    t.equal(r.json?.cniVersion, typeof call.config === 'object' && call.config && typeof (call.config as { cniVersion?: unknown }).cniVersion === 'string' ? (call.config as { cniVersion: string }).cniVersion : '1.1.0', `${label}: cniVersion`);
+    t.equal(
+      r.json?.cniVersion,
+      typeof call.config === 'object' && call.config && typeof (call.config as { cniVersion?: unknown }).cniVersion === 'string'
+        ? (call.config as { cniVersion: string }).cniVersion
+        : '1.1.0',
+      `${label}: cniVersion`,
+    );
     t.ok(noStack(r), `${label}: no stack trace`);
     t.same(world(s, s.indexes), before, `${label}: both namespaces and tap nodes unchanged`);
   }

@@ -4,7 +4,7 @@ import t from 'tap';
 import { rootOnly } from '../support/kernel';
 import { addMacvtap, cni, conf, ipLink, makeScene, noStack, world } from './harness';
 
-t.test('VERSION lists exactly the versions served, answering in the caller\'s version', { skip: rootOnly }, async (t) => {
+t.test("VERSION lists exactly the versions served, answering in the caller's version", { skip: rootOnly }, async (t) => {
   const s = makeScene(t, { indexes: 1 });
   const all = ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'];
   for (const v of all) {
@@ -92,7 +92,10 @@ t.test('configs it cannot serve: code 1, nothing touched', { skip: rootOnly }, a
     ['GC', '1.0.0'],
     ['STATUS', '1.0.0'],
   ]) {
-    const r = cni(s, { command, config: conf(s, { cniVersion: version, deviceID: 'mvtold', prevResult: { cniVersion: version, interfaces: [] } }) });
+    const r = cni(s, {
+      command,
+      config: conf(s, { cniVersion: version, deviceID: 'mvtold', prevResult: { cniVersion: version, interfaces: [] } }),
+    });
     t.equal(r.json?.code, 1, `${command} with cniVersion ${version}: code 1`);
   }
   t.same(world(s, s.indexes), before, 'both namespaces and the tap node unchanged');

@@ -77,7 +77,9 @@ function copies(stage: Stage): { from: string | undefined; sources: string[]; de
 /** True if the context filter (one pattern per line, top-level names and `**` globs only) drops `rel`. */
 function ignored(patterns: string[], rel: string): boolean {
   const top = rel.split('/')[0];
-  return patterns.some((p) => p === top || p === rel.replace(/\/$/, '') || (p.startsWith('**/') && rel.endsWith(p.slice(3).replace('*', ''))));
+  return patterns.some(
+    (p) => p === top || p === rel.replace(/\/$/, '') || (p.startsWith('**/') && rel.endsWith(p.slice(3).replace('*', ''))),
+  );
 }
 
 const stages = parseDockerfile(fs.readFileSync(DOCKERFILE, 'utf8'));
@@ -98,10 +100,13 @@ t.test('two stages: a build stage and a small runtime stage', async (t) => {
   t.equal(stages.length, 2);
   t.match(build.from, /^node:20-/, 'builds with Node 20, the version the executables embed');
   t.match(runtime.from, /^debian:[a-z]+-slim$/, 'ships on Debian slim');
-  t.notOk(runtime.instructions.some((i) => i.op === 'RUN'), 'the runtime stage runs nothing (no package manager layers)');
+  t.notOk(
+    runtime.instructions.some((i) => i.op === 'RUN'),
+    'the runtime stage runs nothing (no package manager layers)',
+  );
 });
 
-t.test("the build stage copies only what the repository has and the context filter keeps", async (t) => {
+t.test('the build stage copies only what the repository has and the context filter keeps', async (t) => {
   const patterns = fs
     .readFileSync(`${DOCKERFILE}.dockerignore`, 'utf8')
     .split('\n')
@@ -119,7 +124,10 @@ t.test("the build stage copies only what the repository has and the context filt
   }
   for (const dropped of ['node_modules', 'dist', 'build']) t.ok(ignored(patterns, dropped), `${dropped} (local build output) stays out`);
   const scripts = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')).scripts as Record<string, string>;
-  const runs = build.instructions.filter((i) => i.op === 'RUN').map((i) => i.args).join('\n');
+  const runs = build.instructions
+    .filter((i) => i.op === 'RUN')
+    .map((i) => i.args)
+    .join('\n');
   const used = [...runs.matchAll(/npm run ([\w:-]+)/g)].map((m) => m[1]);
   t.same(used, ['build:addon', 'build:host']);
   for (const s of used) t.ok(scripts[s], `package.json has the ${s} script`);
@@ -151,7 +159,9 @@ t.test('the runtime stage ships the executables build:host makes, where the Daem
   t.same(JSON.parse(cmd!.args), [shipped.get('macvtap-deviceplugin')]);
 });
 
-const noDpkg = spawnSync('dpkg-query', ['--version']).error ? 'dpkg is not installed: cannot tell which Debian package provides a file' : false;
+const noDpkg = spawnSync('dpkg-query', ['--version']).error
+  ? 'dpkg is not installed: cannot tell which Debian package provides a file'
+  : false;
 const packageOf = (file: string): string => {
   const out = spawnSync('dpkg', ['-S', file], { encoding: 'utf8' });
   const owner = out.stdout.split('\n').find((l) => l && !l.startsWith('diversion '));
@@ -162,13 +172,19 @@ const field = (pkg: string, f: string): string => spawnSync('dpkg-query', ['-W',
 t.test('the runtime base has the tools the DaemonSet calls', { skip: noDaemonSet || noDpkg }, async (t) => {
   // Shell lines of the DaemonSet: the init script and the probes.
   const pod = ds.spec.template.spec;
-  const lines: string[] = [pod.initContainers[0].command.at(-1), ...[pod.containers[0].readinessProbe, pod.containers[0].livenessProbe].map((p) => p.exec.command.at(-1))];
+  const lines: string[] = [
+    pod.initContainers[0].command.at(-1),
+    ...[pod.containers[0].readinessProbe, pod.containers[0].livenessProbe].map((p) => p.exec.command.at(-1)),
+  ];
   const shellWords = new Set(['set', 'trap', 'echo', 'then', 'fi', 'if', 'tmp=', 'EXIT', '-']);
   const tools = new Set<string>(['sh']);
   // Commands quoted for later (trap's handler) count too.
   for (const line of [...lines, ...lines.flatMap((l) => [...l.matchAll(/'([^']*)'/g)].map((m) => m[1]))]) {
     for (const cmd of line.split(/\n|;|\$\(|&&|\|\|/)) {
-      const word = cmd.trim().replace(/^tmp="/, '').split(/\s+/)[0];
+      const word = cmd
+        .trim()
+        .replace(/^tmp="/, '')
+        .split(/\s+/)[0];
       if (word && /^[a-z][\w-]*$/.test(word) && !shellWords.has(word)) tools.add(word);
     }
   }
@@ -186,13 +202,17 @@ const exe = fs.existsSync(hostExe) ? hostExe : process.execPath;
 
 t.test('the runtime base has the libraries the executables link', { skip: noDpkg }, async (t) => {
   // libc6, libgcc-s1 and libstdc++6 are not Essential, but apt (in every debian:*-slim) depends on them.
-  const needed = [...spawnSync('readelf', ['-d', exe], { encoding: 'utf8' }).stdout.matchAll(/\(NEEDED\)\s+Shared library: \[(.+)\]/g)].map((m) => m[1]);
+  const needed = [...spawnSync('readelf', ['-d', exe], { encoding: 'utf8' }).stdout.matchAll(/\(NEEDED\)\s+Shared library: \[(.+)\]/g)].map(
+    (m) => m[1],
+  );
   t.ok(needed.length > 0);
   const aptDepends = field('apt', 'Depends')
     .split(/,|\|/)
     .map((d) => d.trim().split(/\s/)[0]);
   for (const lib of needed) {
-    const found = spawnSync('sh', ['-c', `ldconfig -p | awk '$1 == "${lib}" && /x86-64/ {print $NF; exit}'`], { encoding: 'utf8' }).stdout.trim();
+    const found = spawnSync('sh', ['-c', `ldconfig -p | awk '$1 == "${lib}" && /x86-64/ {print $NF; exit}'`], {
+      encoding: 'utf8',
+    }).stdout.trim();
     const candidates = found ? [found, `/usr${found}`] : [`/lib64/${lib}`, `/usr/lib64/${lib}`];
     const pkg = candidates.map(packageOf).find(Boolean);
     t.ok(pkg && (field(pkg, 'Essential') === 'yes' || aptDepends.includes(pkg)), `${lib} (${pkg || '?'}) is in debian slim`);
@@ -214,7 +234,9 @@ t.test("the init container's install script replaces the CNI executable by renam
   t.teardown(() => fs.closeSync(oldFd));
 
   const run = (src: string) =>
-    spawnSync('/bin/sh', ['-ec', script.replaceAll('/host/opt/cni/bin', binDir).replaceAll('/usr/local/bin/macvtap', src)], { encoding: 'utf8' });
+    spawnSync('/bin/sh', ['-ec', script.replaceAll('/host/opt/cni/bin', binDir).replaceAll('/usr/local/bin/macvtap', src)], {
+      encoding: 'utf8',
+    });
 
   // A failed copy leaves the installed executable alone and no temporary file behind.
   const failed = run(path.join(scratch, 'missing'));

@@ -104,7 +104,8 @@ function typeProblems(objects: Obj[]): string[] {
   const getSourceFile = host.getSourceFile.bind(host);
   const fileExists = host.fileExists.bind(host);
   const readFile = host.readFile.bind(host);
-  host.getSourceFile = (file, lang, ...rest) => (file === virtual ? ts.createSourceFile(file, text, lang) : getSourceFile(file, lang, ...rest));
+  host.getSourceFile = (file, lang, ...rest) =>
+    file === virtual ? ts.createSourceFile(file, text, lang) : getSourceFile(file, lang, ...rest);
   host.fileExists = (file) => file === virtual || fileExists(file);
   host.readFile = (file) => (file === virtual ? text : readFile(file));
   const program = ts.createProgram([virtual], options, host);
@@ -127,13 +128,21 @@ t.test('the base renders to a namespace, the default ConfigMap and the DaemonSet
 
   const ns = findKind(objects, 'Namespace').metadata.name;
   t.equal(ns, 'macvtap-cni');
-  t.equal(findKind(objects, 'Namespace').metadata.labels['pod-security.kubernetes.io/enforce'], 'privileged', 'Pod Security Admission lets the privileged pods in');
+  t.equal(
+    findKind(objects, 'Namespace').metadata.labels['pod-security.kubernetes.io/enforce'],
+    'privileged',
+    'Pod Security Admission lets the privileged pods in',
+  );
   for (const obj of objects.filter((o) => o.kind !== 'Namespace')) t.equal(obj.metadata.namespace, ns, `${obj.kind} is in ${ns}`);
 
   const cm = findKind(objects, 'ConfigMap');
   t.same(Object.keys(cm.data), ['DP_MACVTAP_CONF']);
   t.equal(cm.data.DP_MACVTAP_CONF, '[]');
-  t.same(parseConfig(cm.data.DP_MACVTAP_CONF, 'DP_MACVTAP_CONF'), { discover: true, resources: [] }, 'the device plugin reads it as discovery');
+  t.same(
+    parseConfig(cm.data.DP_MACVTAP_CONF, 'DP_MACVTAP_CONF'),
+    { discover: true, resources: [] },
+    'the device plugin reads it as discovery',
+  );
 });
 
 t.test('the DaemonSet runs the device plugin and installs the CNI plugin as issue 5 asks', { skip: noKubectl }, async (t) => {
@@ -144,7 +153,11 @@ t.test('the DaemonSet runs the device plugin and installs the CNI plugin as issu
   t.equal(pod.hostNetwork, true);
   t.equal(pod.hostPID, true);
   t.equal(pod.priorityClassName, 'system-node-critical');
-  t.same(ds.spec.selector.matchLabels, pick(ds.spec.template.metadata.labels, Object.keys(ds.spec.selector.matchLabels)), 'selector matches the template');
+  t.same(
+    ds.spec.selector.matchLabels,
+    pick(ds.spec.template.metadata.labels, Object.keys(ds.spec.selector.matchLabels)),
+    'selector matches the template',
+  );
 
   t.equal(pod.initContainers.length, 1);
   t.equal(pod.containers.length, 1);
@@ -181,9 +194,17 @@ t.test('the DaemonSet runs the device plugin and installs the CNI plugin as issu
   const configArg = main.command[main.command.indexOf('--config') + 1];
   const configVolume = pod.volumes.find((v: Obj) => v.configMap);
   t.equal(configVolume.configMap.name, cm.metadata.name, 'the config volume is the ConfigMap');
-  t.equal(configArg, path.posix.join(mountOf(main, configVolume.name).mountPath, 'DP_MACVTAP_CONF'), '--config names its DP_MACVTAP_CONF key');
+  t.equal(
+    configArg,
+    path.posix.join(mountOf(main, configVolume.name).mountPath, 'DP_MACVTAP_CONF'),
+    '--config names its DP_MACVTAP_CONF key',
+  );
   t.equal(hostPathMountedAt(main, '/var/lib/kubelet/device-plugins'), '/var/lib/kubelet/device-plugins');
-  t.equal(hostPathMountedAt(main, DEFAULT_STATE_DIR), DEFAULT_STATE_DIR, 'allocation records land where the CNI plugin on the host reads them');
+  t.equal(
+    hostPathMountedAt(main, DEFAULT_STATE_DIR),
+    DEFAULT_STATE_DIR,
+    'allocation records land where the CNI plugin on the host reads them',
+  );
   t.equal(hostPathMountedAt(main, '/dev'), '/dev', "tap nodes are made in the host's /dev");
 
   // Probes as kubevirt's: the glob matches the sockets the device plugin creates.
@@ -226,7 +247,11 @@ t.test('the examples are valid objects that fit together', async (t) => {
   // The ConfigMap replaces the base's default one.
   if (!noKubectl) {
     const base = findKind(kustomize(DEPLOY), 'ConfigMap');
-    t.same([cm.metadata.name, cm.metadata.namespace], [base.metadata.name, base.metadata.namespace], 'same name and namespace as the default');
+    t.same(
+      [cm.metadata.name, cm.metadata.namespace],
+      [base.metadata.name, base.metadata.namespace],
+      'same name and namespace as the default',
+    );
   }
   const config = parseConfig(cm.data.DP_MACVTAP_CONF, 'DP_MACVTAP_CONF', '/var/lib/kubelet/device-plugins');
   if (config.discover) throw new Error('the explicit example must not be discovery');
@@ -265,7 +290,8 @@ t.test("the example network's CNI config is accepted by the plugin's own parser,
   const annotationMac = JSON.parse(withMac.metadata.annotations['k8s.v1.cni.cncf.io/networks'])[0].mac;
   // Multus adds the allocated device as "deviceID" and passes the annotation's MAC in CNI_ARGS.
   const delivered = { ...decodeConfig(nad.spec.config), deviceID: 'dataplaneMvp0' };
-  const multusArgs = 'IgnoreUnknown=true;K8S_POD_NAMESPACE=default;K8S_POD_NAME=macvtap-pod-with-mac;K8S_POD_INFRA_CONTAINER_ID=0123abcd;K8S_POD_UID=5f0c';
+  const multusArgs =
+    'IgnoreUnknown=true;K8S_POD_NAMESPACE=default;K8S_POD_NAME=macvtap-pod-with-mac;K8S_POD_INFRA_CONTAINER_ID=0123abcd;K8S_POD_UID=5f0c';
   const env = readEnvironment('ADD', {
     CNI_COMMAND: 'ADD',
     CNI_CONTAINERID: '0123abcd',
@@ -274,14 +300,30 @@ t.test("the example network's CNI config is accepted by the plugin's own parser,
     CNI_ARGS: `${multusArgs};MAC=${annotationMac}`,
   });
   const conf = readConfig('ADD', delivered, env, {});
-  t.match(conf, { cniVersion: JSON.parse(nad.spec.config).cniVersion, name: 'dataplane', type: 'macvtap', deviceID: 'dataplaneMvp0', mtu: 1500 });
+  t.match(conf, {
+    cniVersion: JSON.parse(nad.spec.config).cniVersion,
+    name: 'dataplane',
+    type: 'macvtap',
+    deviceID: 'dataplaneMvp0',
+    mtu: 1500,
+  });
   t.same([conf.mac, conf.macSource], [annotationMac, 'CNI_ARGS MAC'], "the annotation's MAC reaches the interface");
-  const plain = readConfig('ADD', delivered, readEnvironment('ADD', { CNI_CONTAINERID: '0123abcd', CNI_NETNS: '/var/run/netns/pod', CNI_IFNAME: 'net1', CNI_ARGS: multusArgs }), {});
+  const plain = readConfig(
+    'ADD',
+    delivered,
+    readEnvironment('ADD', { CNI_CONTAINERID: '0123abcd', CNI_NETNS: '/var/run/netns/pod', CNI_IFNAME: 'net1', CNI_ARGS: multusArgs }),
+    {},
+  );
   t.equal(plain.mac, undefined, 'without a MAC in the annotation the macvtap keeps its own');
 });
 
 t.test('the oracles reject what they should (a misspelt field, a bad enum value)', async (t) => {
-  const ds = { apiVersion: 'apps/v1', kind: 'DaemonSet', metadata: { name: 'x' }, spec: { selector: {}, template: { spec: { containers: [{ name: 'c', image: 'i' }] } } } };
+  const ds = {
+    apiVersion: 'apps/v1',
+    kind: 'DaemonSet',
+    metadata: { name: 'x' },
+    spec: { selector: {}, template: { spec: { containers: [{ name: 'c', image: 'i' }] } } },
+  };
   t.equal(await schemaProblems(ds), '');
   t.same(typeProblems([ds]), []);
   const misspelt = structuredClone(ds) as Obj;

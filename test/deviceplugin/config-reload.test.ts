@@ -26,18 +26,37 @@ t.test('config file: add, change, remove; a broken file keeps the running config
   const confDir = tempDir(t);
   const file = path.join(confDir, 'conf.json');
   fs.writeFileSync(file, JSON.stringify([{ name: 'alpha', lowerDevice: 'lower0', capacity: 2 }]));
-  const { daemon, kubelet, pluginDir } = await startDaemon(t, { ns, args: ['--config', file], env: '[{"name":"ignored","lowerDevice":"lower0"}]' });
+  const { daemon, kubelet, pluginDir } = await startDaemon(t, {
+    ns,
+    args: ['--config', file],
+    env: '[{"name":"ignored","lowerDevice":"lower0"}]',
+  });
   await kubelet.waitForDevices(A, (l) => l.length === 2);
-  t.ok(daemon.logs.some((l) => l.level === 'warn' && /ignoring DP_MACVTAP_CONF/.test(l.msg)), 'the file wins over DP_MACVTAP_CONF, with a warning');
+  t.ok(
+    daemon.logs.some((l) => l.level === 'warn' && /ignoring DP_MACVTAP_CONF/.test(l.msg)),
+    'the file wins over DP_MACVTAP_CONF, with a warning',
+  );
   t.notOk(kubelet.registrations.some((r) => r.resourceName === `${PREFIX}/ignored`));
 
   // Add a resource (editor-style in-place write).
-  fs.writeFileSync(file, JSON.stringify([{ name: 'alpha', lowerDevice: 'lower0', capacity: 2 }, { name: 'beta', lowerDevice: 'peer0', capacity: 1 }]));
+  fs.writeFileSync(
+    file,
+    JSON.stringify([
+      { name: 'alpha', lowerDevice: 'lower0', capacity: 2 },
+      { name: 'beta', lowerDevice: 'peer0', capacity: 1 },
+    ]),
+  );
   await kubelet.waitForDevices(B, (l) => l.length === 1 && l[0].health === 'Healthy', 2000);
   t.pass('beta added and registered');
 
   // Change alpha's capacity (atomic replace, as most tools write).
-  fs.writeFileSync(`${file}.tmp`, JSON.stringify([{ name: 'alpha', lowerDevice: 'lower0', capacity: 5 }, { name: 'beta', lowerDevice: 'peer0', capacity: 1 }]));
+  fs.writeFileSync(
+    `${file}.tmp`,
+    JSON.stringify([
+      { name: 'alpha', lowerDevice: 'lower0', capacity: 5 },
+      { name: 'beta', lowerDevice: 'peer0', capacity: 1 },
+    ]),
+  );
   fs.renameSync(`${file}.tmp`, file);
   await kubelet.waitForDevices(A, (l) => l.length === 5, 2000);
   t.pass('alpha now lists 5 devices, on the same stream');

@@ -6,7 +6,10 @@ import { Netns } from '../../lib/netlink';
 import { ip, makeNetns, rootOnly } from '../support/kernel';
 
 t.test('a valid configuration gets kubevirt defaults', async (t) => {
-  const c = parseConfig('[{"name":"dataplane","lowerDevice":"eth0"},{"name":"vm.net-2","lowerDevice":"bond0","mode":"vepa","capacity":7}]', 'DP_MACVTAP_CONF');
+  const c = parseConfig(
+    '[{"name":"dataplane","lowerDevice":"eth0"},{"name":"vm.net-2","lowerDevice":"bond0","mode":"vepa","capacity":7}]',
+    'DP_MACVTAP_CONF',
+  );
   t.same(c, {
     discover: false,
     resources: [
@@ -34,14 +37,26 @@ const BAD: [string, string, RegExp][] = [
   ['missing name', '[{"lowerDevice":"eth0"}]', /entry 0: missing "name"/],
   ['missing lowerDevice', '[{"name":"a"}]', /entry 0 \(name "a"\): missing "lowerDevice"/],
   ['bad lowerDevice', '[{"name":"a","lowerDevice":"a/b"}]', /entry 0 \(name "a"\): "lowerDevice" is not a network interface name/],
-  ['duplicate names', '[{"name":"a","lowerDevice":"eth0"},{"name":"a","lowerDevice":"eth1"}]', /entry 1 \(name "a"\): duplicate name "a" \(also entry 0\)/],
-  ['unknown mode', '[{"name":"a","lowerDevice":"eth0","mode":"fast"}]', /entry 0 \(name "a"\): unknown mode "fast"; expected one of bridge, vepa, private, passthru/],
+  [
+    'duplicate names',
+    '[{"name":"a","lowerDevice":"eth0"},{"name":"a","lowerDevice":"eth1"}]',
+    /entry 1 \(name "a"\): duplicate name "a" \(also entry 0\)/,
+  ],
+  [
+    'unknown mode',
+    '[{"name":"a","lowerDevice":"eth0","mode":"fast"}]',
+    /entry 0 \(name "a"\): unknown mode "fast"; expected one of bridge, vepa, private, passthru/,
+  ],
   ['source mode', '[{"name":"a","lowerDevice":"eth0","mode":"source"}]', /unknown mode "source"/],
   ['capacity zero', '[{"name":"a","lowerDevice":"eth0","capacity":0}]', /"capacity" must be a positive integer, got 0/],
   ['capacity negative', '[{"name":"a","lowerDevice":"eth0","capacity":-3}]', /"capacity" must be a positive integer, got -3/],
   ['capacity fraction', '[{"name":"a","lowerDevice":"eth0","capacity":1.5}]', /"capacity" must be a positive integer, got 1.5/],
   ['capacity string', '[{"name":"a","lowerDevice":"eth0","capacity":"10"}]', /"capacity" must be a positive integer, got "10"/],
-  ['passthru capacity', '[{"name":"a","lowerDevice":"eth0","mode":"passthru"}]', /mode "passthru" .* "capacity" must be 1, got the default 100/],
+  [
+    'passthru capacity',
+    '[{"name":"a","lowerDevice":"eth0","mode":"passthru"}]',
+    /mode "passthru" .* "capacity" must be 1, got the default 100/,
+  ],
   ['passthru capacity 2', '[{"name":"a","lowerDevice":"eth0","mode":"passthru","capacity":2}]', /"capacity" must be 1, got 2/],
   ['name with slash', '[{"name":"a/b","lowerDevice":"eth0"}]', /entry 0 \(name "a\/b"\): name "a\/b" is not a valid resource name/],
   ['name ending in dash', '[{"name":"net-","lowerDevice":"eth0"}]', /name "net-" is not a valid resource name/],
@@ -70,7 +85,10 @@ for (const [what, text, expected] of BAD) {
 
 t.test('socket paths that do not fit a unix socket address are rejected, naming the entry', async (t) => {
   const dir = `/${'d'.repeat(60)}`;
-  t.throws(() => parseConfig(`[{"name":"${'n'.repeat(40)}","lowerDevice":"eth0"}]`, 'F', dir), /entry 0 .* more than the 107 a unix socket allows/);
+  t.throws(
+    () => parseConfig(`[{"name":"${'n'.repeat(40)}","lowerDevice":"eth0"}]`, 'F', dir),
+    /entry 0 .* more than the 107 a unix socket allows/,
+  );
   t.doesNotThrow(() => parseConfig('[{"name":"short","lowerDevice":"eth0"}]', 'F', dir));
 });
 

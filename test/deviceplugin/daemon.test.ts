@@ -18,7 +18,9 @@ const rangeOf = (idx: number[]): string => `${idx[0]}-${idx[idx.length - 1]}`;
 /** major:minor of a device node per coreutils stat (decimal), independent of the library. */
 function nodeDev(file: string): string | undefined {
   try {
-    return execFileSync('stat', ['-c', '%F %Hr:%Lr', file], { encoding: 'utf8' }).trim().replace(/^character special file /, '');
+    return execFileSync('stat', ['-c', '%F %Hr:%Lr', file], { encoding: 'utf8' })
+      .trim()
+      .replace(/^character special file /, '');
   } catch {
     return undefined;
   }
@@ -37,10 +39,16 @@ t.test('registers, serves the device list and answers the kubelet', { skip: root
   t.equal(reg.resourceName, RES);
   t.same(reg.options, { preStartRequired: false, getPreferredAllocationAvailable: false }, 'options are sent');
   t.ok(fs.lstatSync(path.join(pluginDir, reg.endpoint)).isSocket(), 'the socket exists where the endpoint says');
-  t.ok(fs.readdirSync(pluginDir).some((f) => f.startsWith('macvtap.network.kubevirt.io')), 'kubevirt DaemonSet probe (ls dir/macvtap.network.kubevirt.io*) matches');
+  t.ok(
+    fs.readdirSync(pluginDir).some((f) => f.startsWith('macvtap.network.kubevirt.io')),
+    'kubevirt DaemonSet probe (ls dir/macvtap.network.kubevirt.io*) matches',
+  );
 
   const devices = await kubelet.waitForDevices(RES, (l) => l.length === 4);
-  t.same(devices, ['dataplaneMvp0', 'dataplaneMvp1', 'dataplaneMvp2', 'dataplaneMvp3'].map((ID) => ({ ID, health: 'Healthy' })));
+  t.same(
+    devices,
+    ['dataplaneMvp0', 'dataplaneMvp1', 'dataplaneMvp2', 'dataplaneMvp3'].map((ID) => ({ ID, health: 'Healthy' })),
+  );
 
   t.same(await kubelet.getDevicePluginOptions(RES), { preStartRequired: false, getPreferredAllocationAvailable: false });
   t.same(await kubelet.preStartContainer(RES, ['dataplaneMvp0']), {}, 'PreStartContainer answers an empty response');
@@ -51,7 +59,10 @@ t.test('registers, serves the device list and answers the kubelet', { skip: root
 
   t.same(daemon.garbage, [], 'stdout holds only JSON lines');
   t.ok(daemon.logs.every((l) => typeof l.level === 'string' && typeof l.msg === 'string' && typeof l.time === 'string'));
-  t.ok(daemon.logs.some((l) => l.resource === RES && l.msg === 'registered with the kubelet'), 'resource logs carry the resource');
+  t.ok(
+    daemon.logs.some((l) => l.resource === RES && l.msg === 'registered with the kubelet'),
+    'resource logs carry the resource',
+  );
 });
 
 t.test('Allocate makes a macvtap per device on the lower device, its tap node and a record', { skip: rootOnly }, async (t) => {
@@ -63,7 +74,10 @@ t.test('Allocate makes a macvtap per device on the lower device, its tap node an
 
   const response = await kubelet.allocate(RES, [['dataplaneMvp0', 'dataplaneMvp2'], ['dataplaneMvp1']]);
   t.equal(response.containerResponses.length, 2, 'one response per container');
-  t.same(response.containerResponses.map((c) => c.devices.length), [2, 1]);
+  t.same(
+    response.containerResponses.map((c) => c.devices.length),
+    [2, 1],
+  );
   const store = new AllocationStore(stateDir);
   const ids = [['dataplaneMvp0', 'dataplaneMvp2'], ['dataplaneMvp1']];
   for (const [c, container] of response.containerResponses.entries()) {
@@ -80,7 +94,16 @@ t.test('Allocate makes a macvtap per device on the lower device, its tap node an
       t.same(spec, { containerPath: `/dev/tap${link.ifindex}`, hostPath: `/dev/tap${link.ifindex}`, permissions: 'rw' });
       t.equal(nodeDev(spec.hostPath), sysfsTapDev(ns, name, link.ifindex), 'the node is exactly this macvtap');
       const rec = store.read(id);
-      t.match(rec, { version: 1, deviceID: id, resource: RES, linkName: name, lowerDevice: 'lower0', mode: 'vepa', ifindex: link.ifindex, txqueuelen: 777 });
+      t.match(rec, {
+        version: 1,
+        deviceID: id,
+        resource: RES,
+        linkName: name,
+        lowerDevice: 'lower0',
+        mode: 'vepa',
+        ifindex: link.ifindex,
+        txqueuelen: 777,
+      });
     }
   }
   t.equal(macvtapNames(ns).length, 3, 'nothing else was made');
@@ -107,7 +130,11 @@ t.test('a stale link of the same name is replaced; a foreign /dev/tapN node is r
   // The stale link was retired (renamed mvr<ifindex>) and is deleted in the background, as is the old one.
   const deadline = Date.now() + 3000;
   while (ipLinkNames(ns).some((n) => n.startsWith('mvr')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-  t.same(ipLinkNames(ns).filter((n) => n.startsWith('mv')), [name], 'retired links are deleted');
+  t.same(
+    ipLinkNames(ns).filter((n) => n.startsWith('mv')),
+    [name],
+    'retired links are deleted',
+  );
 });
 
 t.test('a failed Allocate leaves nothing behind and says what failed', { skip: rootOnly }, async (t) => {
@@ -132,12 +159,17 @@ t.test('a failed Allocate leaves nothing behind and says what failed', { skip: r
   const withBlocker = ipLinkNames(ns);
   await t.rejects(kubelet.allocate(RES, [['dataplaneMvp0', 'dataplaneMvp1']]), {
     code: 13,
-    details: new RegExp(`dataplaneMvp1: remove stale link ${blocker}: link ${blocker} exists and is not a macvtap \\(kind veth\\); refusing to delete it`),
+    details: new RegExp(
+      `dataplaneMvp1: remove stale link ${blocker}: link ${blocker} exists and is not a macvtap \\(kind veth\\); refusing to delete it`,
+    ),
   });
   t.same(ipLinkNames(ns), withBlocker, 'first link rolled back, the veth untouched');
   t.same(store.list(), []);
 
-  await t.rejects(kubelet.allocate(RES, [['dataplaneMvp9']]), { code: 3, details: /unknown device ID "dataplaneMvp9" for macvtap.network.kubevirt.io\/dataplane/ });
+  await t.rejects(kubelet.allocate(RES, [['dataplaneMvp9']]), {
+    code: 3,
+    details: /unknown device ID "dataplaneMvp9" for macvtap.network.kubevirt.io\/dataplane/,
+  });
   await t.rejects(kubelet.allocate(RES, [['dataplaneMvp0'], ['dataplaneMvp0']]), { code: 3, details: /requested twice/ });
   t.same(ipLinkNames(ns), withBlocker, 'bad requests change nothing');
 });
@@ -159,7 +191,10 @@ t.test('health follows the lower device: down, up, removed, back', { skip: rootO
   ip('-n', ns, 'link', 'del', 'lower0');
   await kubelet.waitForDevices(RES, all('Unhealthy'), 2000);
   t.pass('removed: Unhealthy (the devices stay listed)');
-  await t.rejects(kubelet.allocate(RES, [['dataplaneMvp0']]), { code: 9, details: /lower device lower0 of macvtap.network.kubevirt.io\/dataplane does not exist/ });
+  await t.rejects(kubelet.allocate(RES, [['dataplaneMvp0']]), {
+    code: 9,
+    details: /lower device lower0 of macvtap.network.kubevirt.io\/dataplane does not exist/,
+  });
   t.same(macvtapNames(ns), [], 'nothing made without a lower device');
 
   ip('-n', ns, 'link', 'add', 'lower0', 'type', 'veth', 'peer', 'name', 'peer0');
@@ -206,7 +241,7 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
 
 t.test('Allocate, then the CNI executable consumes the device ID as Multus would', { skip: rootOnly }, async (t) => {
   const cni = path.resolve(__dirname, '../../dist/bin/macvtap.js');
-  if (!fs.existsSync(cni)) return t.skip(`${cni} is not built`);
+  if (!fs.existsSync(cni)) throw new Error(`${cni} is not built: run npm run build first`);
   const { ns } = makeLowerNetns(t);
   const pod = makeNetns(t, 'mvtpod');
   const idx = claimIfindexes(t, 16);

@@ -34,7 +34,10 @@ t.test('[] follows links live (veths counted as NICs with --discover-kinds veth)
   t.equal(reg.endpoint, 'macvtap.network.kubevirt.io_lower0', 'named after the link');
   t.equal(kubelet.devices(`${PREFIX}/lower0`)?.[99].ID, 'lower0Mvp99', 'default capacity 100');
   await kubelet.waitForRegistration(`${PREFIX}/bad2`);
-  t.notOk(kubelet.registrations.some((r) => r.resourceName === `${PREFIX}/bad-`), 'a link whose name is no resource name is skipped');
+  t.notOk(
+    kubelet.registrations.some((r) => r.resourceName === `${PREFIX}/bad-`),
+    'a link whose name is no resource name is skipped',
+  );
 
   ip('-n', ns, 'link', 'add', 'nic1', 'type', 'veth', 'peer', 'name', 'nic2');
   ip('-n', ns, 'link', 'set', 'nic1', 'up');

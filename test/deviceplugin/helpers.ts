@@ -82,7 +82,9 @@ export class DaemonProcess {
       const waiter = (): void => void check();
       const timer = setTimeout(() => {
         this.waiters = this.waiters.filter((w) => w !== waiter);
-        reject(new Error(`timed out waiting for a daemon log line; stderr: ${this.stderr}; last logs: ${JSON.stringify(this.logs.slice(-5))}`));
+        reject(
+          new Error(`timed out waiting for a daemon log line; stderr: ${this.stderr}; last logs: ${JSON.stringify(this.logs.slice(-5))}`),
+        );
       }, timeoutMs);
       if (!check()) this.waiters.push(waiter);
     });
@@ -114,7 +116,12 @@ export async function startDaemon(t: Teardown, opts: StartOptions): Promise<Star
   const stateDir = path.join(dir, 'state');
   fs.mkdirSync(pluginDir);
   let kubelet = opts.kubelet === false ? undefined : await KubeletStandIn.start(pluginDir);
-  const daemon = spawnDaemon(t, opts.ns, ['--device-plugin-path', pluginDir, '--state-dir', stateDir, '--log-level', 'debug', ...(opts.args ?? [])], opts.env);
+  const daemon = spawnDaemon(
+    t,
+    opts.ns,
+    ['--device-plugin-path', pluginDir, '--state-dir', stateDir, '--log-level', 'debug', ...(opts.args ?? [])],
+    opts.env,
+  );
   if (!kubelet) {
     await daemon.waitForLog((l) => l.msg === 'started');
     kubelet = await KubeletStandIn.start(pluginDir);

@@ -38,12 +38,18 @@ t.test('a kubelet restart is noticed within a second: serve and register again',
     t.ok(Date.now() - restarted < 1000, `round ${round}: served and registered again within a second (${Date.now() - restarted} ms)`);
     const reg = await kubelet.waitForRegistration(RES, 1000);
     t.equal(reg.endpoint, SOCKET);
-    t.ok(kubelet.devices(RES)?.every((d) => d.health === 'Healthy'), 'the new kubelet gets the device list');
+    t.ok(
+      kubelet.devices(RES)?.every((d) => d.health === 'Healthy'),
+      'the new kubelet gets the device list',
+    );
     await sleep(50);
     fds.push(fdCount(daemon.pid));
   }
   t.equal(fds[fds.length - 1], fds[1], `open fds do not grow across restarts (${fds.join(', ')})`);
-  t.ok(daemon.logs.some((l) => /kubelet restarted|our socket was removed/.test(l.msg)), 'the restart is logged');
+  t.ok(
+    daemon.logs.some((l) => /kubelet restarted|our socket was removed/.test(l.msg)),
+    'the restart is logged',
+  );
   const streams = daemon.logs.filter((l) => l.msg === 'ListAndWatch opened').map((l) => l.streams);
   t.equal(streams[streams.length - 1], 1, 'only the current kubelet has a stream open');
 });

@@ -21,7 +21,8 @@ interface Run {
 function runDemo(opts: { interruptWhen?: RegExp; uid?: number } = {}): Promise<Run> {
   return new Promise((resolve, reject) => {
     // An unprivileged child cannot write tap's coverage/processinfo files: `env -i` drops what tap injects.
-    const [cmd, args] = opts.uid === undefined ? [process.execPath, [DEMO]] : ['env', ['-i', `PATH=${process.env.PATH}`, process.execPath, DEMO]];
+    const [cmd, args] =
+      opts.uid === undefined ? [process.execPath, [DEMO]] : ['env', ['-i', `PATH=${process.env.PATH}`, process.execPath, DEMO]];
     const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], uid: opts.uid, gid: opts.uid });
     let stdout = '';
     let stderr = '';
@@ -45,7 +46,10 @@ function leftovers(pid: number): string[] {
     .split('\n')
     .map((l) => l.split(' ')[0])
     .filter((n) => n.endsWith(`-${pid}`) && n.startsWith('mvtdemo-'));
-  const scratch = fs.readdirSync('/tmp').filter((f) => f.startsWith('macvtap-demo-')).map((f) => `/tmp/${f}`)
+  const scratch = fs
+    .readdirSync('/tmp')
+    .filter((f) => f.startsWith('macvtap-demo-'))
+    .map((f) => `/tmp/${f}`)
     .filter((d) => fs.existsSync(path.join(d, 'device-plugins')));
   return [...namespaces, ...scratch];
 }
@@ -53,7 +57,10 @@ function leftovers(pid: number): string[] {
 t.test('npm start runs the whole path and leaves nothing behind', { skip: rootOnly }, async (t) => {
   const run = await runDemo();
   t.equal(run.code, 0, `demo exits 0\n${run.stdout}\n${run.stderr}`);
-  t.match(run.stdout, /kubelet stand-in receives Register\s+[\d.]+ ms\n\s+resource macvtap\.network\.kubevirt\.io\/dataplane, endpoint macvtap\.network\.kubevirt\.io_dataplane, version v1beta1/);
+  t.match(
+    run.stdout,
+    /kubelet stand-in receives Register\s+[\d.]+ ms\n\s+resource macvtap\.network\.kubevirt\.io\/dataplane, endpoint macvtap\.network\.kubevirt\.io_dataplane, version v1beta1/,
+  );
   t.match(run.stdout, /dataplaneMvp0: Healthy, dataplaneMvp1: Healthy, dataplaneMvp2: Healthy, dataplaneMvp3: Healthy/);
   const spec = /DeviceSpec (\/dev\/tap(\d+)) -> \/dev\/tap\2 \(rw\)/.exec(run.stdout);
   t.ok(spec, 'Allocate answered a DeviceSpec for /dev/tapN');

@@ -68,7 +68,11 @@ function withoutNode(opts: { ns?: string; env: Record<string, string>; argv: str
   return ['unshare', '--mount', '--propagation', 'private', '/bin/sh', '-ec', `${setup.join('\n')}\nexec ${run.map(q).join(' ')}`];
 }
 
-function runWithoutNode(opts: Parameters<typeof withoutNode>[0] & { stdin?: string }): { status: number | null; stdout: string; stderr: string } {
+function runWithoutNode(opts: Parameters<typeof withoutNode>[0] & { stdin?: string }): {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+} {
   const [cmd, ...args] = withoutNode(opts);
   const r = spawnSync(cmd, args, { input: opts.stdin ?? '', encoding: 'utf8', timeout: 30_000, cwd: '/' });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
@@ -94,71 +98,96 @@ t.test('build:host makes two stripped single-executable applications', async (t)
   t.match(again.stdout, /macvtap: .* up to date\n.*macvtap-deviceplugin: .* up to date/, 'an unchanged tree is not rebuilt');
 });
 
-t.test('the CNI plugin answers VERSION with no Node on the machine and a bare environment', { skip: rootOnly || (!built && 'build failed') }, async (t) => {
-  const { cni } = installCopies(t);
-  const r = runWithoutNode({ env: { CNI_COMMAND: 'VERSION' }, argv: [cni], stdin: '{"cniVersion":"1.0.0"}' });
-  t.equal(r.status, 0, r.stderr);
-  t.same(JSON.parse(r.stdout), { cniVersion: '1.0.0', supportedVersions: ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'] });
-  t.equal(r.stderr, '');
+t.test(
+  'the CNI plugin answers VERSION with no Node on the machine and a bare environment',
+  { skip: rootOnly || (!built && 'build failed') },
+  async (t) => {
+    const { cni } = installCopies(t);
+    const r = runWithoutNode({ env: { CNI_COMMAND: 'VERSION' }, argv: [cni], stdin: '{"cniVersion":"1.0.0"}' });
+    t.equal(r.status, 0, r.stderr);
+    t.same(JSON.parse(r.stdout), { cniVersion: '1.0.0', supportedVersions: ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'] });
+    t.equal(r.stderr, '');
 
-  const bad = runWithoutNode({ env: { CNI_COMMAND: 'ADD' }, argv: [cni], stdin: 'not json' });
-  t.equal(bad.status, 1);
-  t.match(JSON.parse(bad.stdout), { code: 6 }, 'an error result, code 6');
-  t.notMatch(bad.stderr, /\n\s+at /, 'no stack trace');
-});
+    const bad = runWithoutNode({ env: { CNI_COMMAND: 'ADD' }, argv: [cni], stdin: 'not json' });
+    t.equal(bad.status, 1);
+    t.match(JSON.parse(bad.stdout), { code: 6 }, 'an error result, code 6');
+    t.notMatch(bad.stderr, /\n\s+at /, 'no stack trace');
+  },
+);
 
-t.test('the CNI plugin ADDs and DELs a prepared macvtap with no Node and a bare environment', { skip: rootOnly || (!built && 'build failed') }, async (t) => {
-  const { dir, cni } = installCopies(t);
-  const host = makeLowerNetns(t, { prefix: 'mvtsea' });
-  const pod = makeNetns(t, 'mvtseapod');
-  const [ifindex] = claimIfindexes(t, 1);
-  ip('-n', host.ns, 'link', 'add', 'link', host.lower, 'name', 'mvtsea0', 'index', String(ifindex), 'type', 'macvtap', 'mode', 'bridge');
-  const stateDir = path.join(dir, 'state');
-  const tmp = path.join(dir, 'tmp');
-  const noexec = path.join(dir, 'noexec');
-  fs.mkdirSync(tmp);
-  fs.mkdirSync(noexec);
-  const config = JSON.stringify({ cniVersion: '1.1.0', name: 'seanet', type: 'macvtap', deviceID: 'mvtsea0', mac: '02:00:5e:00:53:01', stateDir });
-  const env = { CNI_CONTAINERID: 'seatest1', CNI_NETNS: `/var/run/netns/${pod}`, CNI_IFNAME: 'net1' };
+t.test(
+  'the CNI plugin ADDs and DELs a prepared macvtap with no Node and a bare environment',
+  { skip: rootOnly || (!built && 'build failed') },
+  async (t) => {
+    const { dir, cni } = installCopies(t);
+    const host = makeLowerNetns(t, { prefix: 'mvtsea' });
+    const pod = makeNetns(t, 'mvtseapod');
+    const [ifindex] = claimIfindexes(t, 1);
+    ip('-n', host.ns, 'link', 'add', 'link', host.lower, 'name', 'mvtsea0', 'index', String(ifindex), 'type', 'macvtap', 'mode', 'bridge');
+    const stateDir = path.join(dir, 'state');
+    const tmp = path.join(dir, 'tmp');
+    const noexec = path.join(dir, 'noexec');
+    fs.mkdirSync(tmp);
+    fs.mkdirSync(noexec);
+    const config = JSON.stringify({
+      cniVersion: '1.1.0',
+      name: 'seanet',
+      type: 'macvtap',
+      deviceID: 'mvtsea0',
+      mac: '02:00:5e:00:53:01',
+      stateDir,
+    });
+    const env = { CNI_CONTAINERID: 'seatest1', CNI_NETNS: `/var/run/netns/${pod}`, CNI_IFNAME: 'net1' };
 
-  // ADD with TMPDIR on a noexec file system: the embedded addon must be loaded from somewhere else.
-  const add = runWithoutNode({ ns: host.ns, env: { ...env, CNI_COMMAND: 'ADD', TMPDIR: noexec }, argv: [cni], stdin: config, noexecDir: noexec });
-  t.equal(add.status, 0, add.stderr || add.stdout);
-  t.same(JSON.parse(add.stdout).interfaces, [{ name: 'net1', mac: '02:00:5e:00:53:01', sandbox: env.CNI_NETNS, mtu: 1500 }]);
-  const link = ipLink(pod, 'net1');
-  t.equal(link?.linkinfo?.info_kind, 'macvtap', 'the macvtap is in the pod namespace as net1');
-  t.equal(link?.ifindex, ifindex);
-  t.equal(link?.address, '02:00:5e:00:53:01');
-  t.ok(link?.flags.includes('UP'));
-  t.notOk(ipLink(host.ns, 'mvtsea0'), 'and gone from the host namespace');
-  const node = fs.statSync(`/dev/tap${ifindex}`);
-  t.same([node.uid, node.gid], [107, 107], '/dev/tapN belongs to the qemu user');
-  t.equal(`${node.rdev >> 8}:${node.rdev & 0xff}`, sysfsTapDev(pod, 'net1', ifindex), "/dev/tapN is this macvtap's char device");
+    // ADD with TMPDIR on a noexec file system: the embedded addon must be loaded from somewhere else.
+    const add = runWithoutNode({
+      ns: host.ns,
+      env: { ...env, CNI_COMMAND: 'ADD', TMPDIR: noexec },
+      argv: [cni],
+      stdin: config,
+      noexecDir: noexec,
+    });
+    t.equal(add.status, 0, add.stderr || add.stdout);
+    t.same(JSON.parse(add.stdout).interfaces, [{ name: 'net1', mac: '02:00:5e:00:53:01', sandbox: env.CNI_NETNS, mtu: 1500 }]);
+    const link = ipLink(pod, 'net1');
+    t.equal(link?.linkinfo?.info_kind, 'macvtap', 'the macvtap is in the pod namespace as net1');
+    t.equal(link?.ifindex, ifindex);
+    t.equal(link?.address, '02:00:5e:00:53:01');
+    t.ok(link?.flags.includes('UP'));
+    t.notOk(ipLink(host.ns, 'mvtsea0'), 'and gone from the host namespace');
+    const node = fs.statSync(`/dev/tap${ifindex}`);
+    t.same([node.uid, node.gid], [107, 107], '/dev/tapN belongs to the qemu user');
+    t.equal(`${node.rdev >> 8}:${node.rdev & 0xff}`, sysfsTapDev(pod, 'net1', ifindex), "/dev/tapN is this macvtap's char device");
 
-  const del = runWithoutNode({ ns: host.ns, env: { ...env, CNI_COMMAND: 'DEL', TMPDIR: tmp }, argv: [cni], stdin: config });
-  t.equal(del.status, 0, del.stderr || del.stdout);
-  t.equal(del.stdout, '');
-  t.notOk(ipLink(pod, 'net1'), 'DEL took net1 out of the pod');
-  t.equal(ipLink(host.ns, 'mvtsea0')?.ifindex, ifindex, 'back in the host namespace under its name');
+    const del = runWithoutNode({ ns: host.ns, env: { ...env, CNI_COMMAND: 'DEL', TMPDIR: tmp }, argv: [cni], stdin: config });
+    t.equal(del.status, 0, del.stderr || del.stdout);
+    t.equal(del.stdout, '');
+    t.notOk(ipLink(pod, 'net1'), 'DEL took net1 out of the pod');
+    t.equal(ipLink(host.ns, 'mvtsea0')?.ifindex, ifindex, 'back in the host namespace under its name');
 
-  t.same(fs.readdirSync(tmp), [], 'the extracted addon was removed from TMPDIR');
-  t.same(
-    fs.readdirSync('/run').filter((f) => f.startsWith('.macvtap-native-')),
-    [],
-    'and from /run, where the noexec TMPDIR sent it',
-  );
-});
+    t.same(fs.readdirSync(tmp), [], 'the extracted addon was removed from TMPDIR');
+    t.same(
+      fs.readdirSync('/run').filter((f) => f.startsWith('.macvtap-native-')),
+      [],
+      'and from /run, where the noexec TMPDIR sent it',
+    );
+  },
+);
 
-t.test('the device plugin exits with one clear line on a bad configuration, with no Node', { skip: rootOnly || (!built && 'build failed') }, async (t) => {
-  const { dp } = installCopies(t);
-  const r = runWithoutNode({ env: { DP_MACVTAP_CONF: '[{"name": "x"}]' }, argv: [dp] });
-  t.equal(r.status, 2);
-  t.equal(r.stderr.trim().split('\n').length, 1, 'one line');
-  t.match(r.stderr, /DP_MACVTAP_CONF.*lowerDevice/);
-  const none = runWithoutNode({ env: {}, argv: [dp] });
-  t.equal(none.status, 2);
-  t.match(none.stderr, /no configuration/);
-});
+t.test(
+  'the device plugin exits with one clear line on a bad configuration, with no Node',
+  { skip: rootOnly || (!built && 'build failed') },
+  async (t) => {
+    const { dp } = installCopies(t);
+    const r = runWithoutNode({ env: { DP_MACVTAP_CONF: '[{"name": "x"}]' }, argv: [dp] });
+    t.equal(r.status, 2);
+    t.equal(r.stderr.trim().split('\n').length, 1, 'one line');
+    t.match(r.stderr, /DP_MACVTAP_CONF.*lowerDevice/);
+    const none = runWithoutNode({ env: {}, argv: [dp] });
+    t.equal(none.status, 2);
+    t.match(none.stderr, /no configuration/);
+  },
+);
 
 /**
  * Writes `data` the way the kubelet fills a ConfigMap volume: files in a fresh timestamped directory, the
@@ -171,88 +200,110 @@ function writeConfigMapVolume(dir: string, data: Record<string, string>, generat
   for (const [key, value] of Object.entries(data)) fs.writeFileSync(path.join(dir, version, key), value);
   fs.symlinkSync(version, path.join(dir, '..data_tmp'));
   fs.renameSync(path.join(dir, '..data_tmp'), path.join(dir, '..data'));
-  for (const key of Object.keys(data)) if (!fs.existsSync(path.join(dir, key))) fs.symlinkSync(path.join('..data', key), path.join(dir, key));
+  for (const key of Object.keys(data))
+    if (!fs.existsSync(path.join(dir, key))) fs.symlinkSync(path.join('..data', key), path.join(dir, key));
 }
 
-t.test('the device plugin, run as the DaemonSet runs it, registers, allocates and follows its ConfigMap', { skip: rootOnly || (!built && 'build failed') }, async (t) => {
-  const { dir, dp } = installCopies(t);
-  const host = makeLowerNetns(t, { prefix: 'mvtseadp' });
-  const indexes = claimIfindexes(t, 2);
-  const pluginDir = path.join(dir, 'device-plugins');
-  const kubelet = await KubeletStandIn.start(pluginDir);
-  t.teardown(() => kubelet.stop());
+t.test(
+  'the device plugin, run as the DaemonSet runs it, registers, allocates and follows its ConfigMap',
+  { skip: rootOnly || (!built && 'build failed') },
+  async (t) => {
+    const { dir, dp } = installCopies(t);
+    const host = makeLowerNetns(t, { prefix: 'mvtseadp' });
+    const indexes = claimIfindexes(t, 2);
+    const pluginDir = path.join(dir, 'device-plugins');
+    const kubelet = await KubeletStandIn.start(pluginDir);
+    t.teardown(() => kubelet.stop());
 
-  const configDir = path.join(dir, 'etc-macvtap-cni');
-  const resource = (name: string) => ({ name, lowerDevice: host.lower, mode: 'vepa', capacity: 2 });
-  writeConfigMapVolume(configDir, { DP_MACVTAP_CONF: JSON.stringify([resource('seatest')]) }, 1);
-  // The DaemonSet's command line, with this test's paths for the executable and the ConfigMap mount.
-  const podSpec = parseDocument(fs.readFileSync(path.join(ROOT, 'deploy', 'base', 'daemonset.yaml'), 'utf8')).toJS().spec.template.spec;
-  const container = podSpec.containers[0];
-  const configMount = container.volumeMounts.find((m: { name: string }) => podSpec.volumes.find((v: { name: string; configMap?: object }) => v.name === m.name && v.configMap)).mountPath;
-  const command = (container.command as string[]).map((arg, i) => (i === 0 ? dp : arg.replace(configMount, configDir)));
-  t.ok(command.includes(path.join(configDir, 'DP_MACVTAP_CONF')), `the DaemonSet's command reads the ConfigMap: ${container.command.join(' ')}`);
-  const tmp = path.join(dir, 'tmp');
-  fs.mkdirSync(tmp);
-  const [cmd, ...args] = withoutNode({
-    ns: host.ns,
-    env: { TMPDIR: tmp },
-    argv: [...command, '--device-plugin-path', pluginDir, '--state-dir', path.join(dir, 'state'), '--ifindex-range', `${indexes[0]}-${indexes[1]}`],
-  });
-  const child: ChildProcess = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], cwd: '/' });
-  let output = '';
-  child.stdout!.on('data', (d) => (output += d));
-  child.stderr!.on('data', (d) => (output += d));
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  t.teardown(async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGKILL');
-      await exited;
-    }
-  });
+    const configDir = path.join(dir, 'etc-macvtap-cni');
+    const resource = (name: string) => ({ name, lowerDevice: host.lower, mode: 'vepa', capacity: 2 });
+    writeConfigMapVolume(configDir, { DP_MACVTAP_CONF: JSON.stringify([resource('seatest')]) }, 1);
+    // The DaemonSet's command line, with this test's paths for the executable and the ConfigMap mount.
+    const podSpec = parseDocument(fs.readFileSync(path.join(ROOT, 'deploy', 'base', 'daemonset.yaml'), 'utf8')).toJS().spec.template.spec;
+    const container = podSpec.containers[0];
+    const configMount = container.volumeMounts.find((m: { name: string }) =>
+      podSpec.volumes.find((v: { name: string; configMap?: object }) => v.name === m.name && v.configMap),
+    ).mountPath;
+    const command = (container.command as string[]).map((arg, i) => (i === 0 ? dp : arg.replace(configMount, configDir)));
+    t.ok(
+      command.includes(path.join(configDir, 'DP_MACVTAP_CONF')),
+      `the DaemonSet's command reads the ConfigMap: ${container.command.join(' ')}`,
+    );
+    const tmp = path.join(dir, 'tmp');
+    fs.mkdirSync(tmp);
+    const [cmd, ...args] = withoutNode({
+      ns: host.ns,
+      env: { TMPDIR: tmp },
+      argv: [
+        ...command,
+        '--device-plugin-path',
+        pluginDir,
+        '--state-dir',
+        path.join(dir, 'state'),
+        '--ifindex-range',
+        `${indexes[0]}-${indexes[1]}`,
+      ],
+    });
+    const child: ChildProcess = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], cwd: '/' });
+    let output = '';
+    child.stdout!.on('data', (d) => (output += d));
+    child.stderr!.on('data', (d) => (output += d));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    t.teardown(async () => {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGKILL');
+        await exited;
+      }
+    });
 
-  const reg = await kubelet.waitForRegistration(RESOURCE, 15_000);
-  t.equal(reg.version, 'v1beta1');
-  t.equal(reg.endpoint, 'macvtap.network.kubevirt.io_seatest');
-  const devices = await kubelet.waitForDevices(RESOURCE, (d) => d.length === 2);
-  t.same(
-    devices.map((d) => [d.ID, d.health]),
-    [
-      ['seatestMvp0', 'Healthy'],
-      ['seatestMvp1', 'Healthy'],
-    ],
-  );
-  const answer = await kubelet.allocate(RESOURCE, [['seatestMvp0']]);
-  const spec = answer.containerResponses[0].devices[0];
-  const m = /^\/dev\/tap(\d+)$/.exec(spec.hostPath);
-  t.ok(m, `a tap device: ${spec.hostPath}`);
-  const ifindex = Number(m?.[1]);
-  t.ok(indexes.includes(ifindex), 'with an ifindex from the given range');
-  const made = JSON.parse(ip('-n', host.ns, '-j', '-d', 'link', 'show')).find((l: { ifindex: number }) => l.ifindex === ifindex);
-  t.equal(made?.linkinfo?.info_kind, 'macvtap');
-  t.equal(made?.linkinfo?.info_data?.mode, 'vepa');
+    const reg = await kubelet.waitForRegistration(RESOURCE, 15_000);
+    t.equal(reg.version, 'v1beta1');
+    t.equal(reg.endpoint, 'macvtap.network.kubevirt.io_seatest');
+    const devices = await kubelet.waitForDevices(RESOURCE, (d) => d.length === 2);
+    t.same(
+      devices.map((d) => [d.ID, d.health]),
+      [
+        ['seatestMvp0', 'Healthy'],
+        ['seatestMvp1', 'Healthy'],
+      ],
+    );
+    const answer = await kubelet.allocate(RESOURCE, [['seatestMvp0']]);
+    const spec = answer.containerResponses[0].devices[0];
+    const m = /^\/dev\/tap(\d+)$/.exec(spec.hostPath);
+    t.ok(m, `a tap device: ${spec.hostPath}`);
+    const ifindex = Number(m?.[1]);
+    t.ok(indexes.includes(ifindex), 'with an ifindex from the given range');
+    const made = JSON.parse(ip('-n', host.ns, '-j', '-d', 'link', 'show')).find((l: { ifindex: number }) => l.ifindex === ifindex);
+    t.equal(made?.linkinfo?.info_kind, 'macvtap');
+    t.equal(made?.linkinfo?.info_data?.mode, 'vepa');
 
-  // The ConfigMap changes (the kubelet swaps ..data): the new resource is offered without a restart.
-  writeConfigMapVolume(configDir, { DP_MACVTAP_CONF: JSON.stringify([resource('seatest'), resource('seatest2')]) }, 2);
-  const reg2 = await kubelet.waitForRegistration(`${RESOURCE}2`, 15_000);
-  t.equal(reg2.endpoint, 'macvtap.network.kubevirt.io_seatest2', 'a resource added to the ConfigMap is registered live');
+    // The ConfigMap changes (the kubelet swaps ..data): the new resource is offered without a restart.
+    writeConfigMapVolume(configDir, { DP_MACVTAP_CONF: JSON.stringify([resource('seatest'), resource('seatest2')]) }, 2);
+    const reg2 = await kubelet.waitForRegistration(`${RESOURCE}2`, 15_000);
+    t.equal(reg2.endpoint, 'macvtap.network.kubevirt.io_seatest2', 'a resource added to the ConfigMap is registered live');
 
-  child.kill('SIGTERM');
-  t.equal(await exited, 0, `stops cleanly on SIGTERM: ${output.slice(-500)}`);
-  t.same(
-    fs.readdirSync(pluginDir).filter((f) => f !== 'kubelet.sock'),
-    [],
-    'and removes its sockets',
-  );
-  t.notMatch(output, /\n\s+at /, 'no stack trace');
-  t.same(fs.readdirSync(tmp), [], 'the extracted addon and proto files were removed');
-});
+    child.kill('SIGTERM');
+    t.equal(await exited, 0, `stops cleanly on SIGTERM: ${output.slice(-500)}`);
+    t.same(
+      fs.readdirSync(pluginDir).filter((f) => f !== 'kubelet.sock'),
+      [],
+      'and removes its sockets',
+    );
+    t.notMatch(output, /\n\s+at /, 'no stack trace');
+    t.same(fs.readdirSync(tmp), [], 'the extracted addon and proto files were removed');
+  },
+);
 
 t.test('build-host refuses an entry that carries its own copy of lib/netlink (the addon hook would miss it)', async (t) => {
   const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'macvtap-sea-'));
   t.teardown(() => fs.rmSync(scratch, { recursive: true, force: true }));
   const bundled = path.join(scratch, 'macvtap-bundled.js');
   buildSync({ entryPoints: [path.join(ROOT, 'bin', 'macvtap.ts')], bundle: true, platform: 'node', outfile: bundled, logLevel: 'error' });
-  const r = spawnSync(process.execPath, [path.join(ROOT, 'deploy', 'build-host.mjs'), '--only=macvtap', `--entry:macvtap=${bundled}`, `--out=${path.join(scratch, 'out')}`], { encoding: 'utf8' });
+  const r = spawnSync(
+    process.execPath,
+    [path.join(ROOT, 'deploy', 'build-host.mjs'), '--only=macvtap', `--entry:macvtap=${bundled}`, `--out=${path.join(scratch, 'out')}`],
+    { encoding: 'utf8' },
+  );
   t.equal(r.status, 1);
   t.match(r.stderr, /does not import lib\/netlink\/native\.ts \(is it already a bundle\?\)/);
   t.notOk(fs.existsSync(path.join(scratch, 'out', 'macvtap')), 'and makes no executable');

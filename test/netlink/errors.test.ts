@@ -20,11 +20,27 @@ t.test('kernel refusals leave nothing behind', { skip: rootOnly }, async (t) => 
   await s.h.listLinks();
   const before = { names: names(s.ns), fds: openFdCount(), lower: ipLink(s.ns, s.lower) };
   const cases: [string, MacvtapOptions, object][] = [
-    ['existing name', { name: 'exists', lower: s.lower, index: s.idx[1] }, { code: 'EEXIST', errno: 17, operation: 'create macvtap', link: 'exists' }],
-    ['existing ifindex', { name: 'fresh', lower: s.lower, index: s.idx[0] }, { code: 'EEXIST', operation: 'create macvtap', link: 'fresh' }],
-    ['unknown lower device', { name: 'fresh', lower: 'nolower', index: s.idx[1] }, { code: 'ENODEV', errno: 19, operation: 'find lower device', link: 'nolower' }],
+    [
+      'existing name',
+      { name: 'exists', lower: s.lower, index: s.idx[1] },
+      { code: 'EEXIST', errno: 17, operation: 'create macvtap', link: 'exists' },
+    ],
+    [
+      'existing ifindex',
+      { name: 'fresh', lower: s.lower, index: s.idx[0] },
+      { code: 'EEXIST', operation: 'create macvtap', link: 'fresh' },
+    ],
+    [
+      'unknown lower device',
+      { name: 'fresh', lower: 'nolower', index: s.idx[1] },
+      { code: 'ENODEV', errno: 19, operation: 'find lower device', link: 'nolower' },
+    ],
     ['unknown lower ifindex', { name: 'fresh', lower: 4242, index: s.idx[1] }, { code: 'ENODEV', link: 'ifindex 4242' }],
-    ['MTU above the lower device', { name: 'fresh', lower: s.lower, mtu: 9000, index: s.idx[1] }, { code: 'EINVAL', errno: 22, operation: 'create macvtap' }],
+    [
+      'MTU above the lower device',
+      { name: 'fresh', lower: s.lower, mtu: 9000, index: s.idx[1] },
+      { code: 'EINVAL', errno: 22, operation: 'create macvtap' },
+    ],
     ['second macvtap next to passthru', { name: 'fresh', lower: s.lower, mode: 'passthru', index: s.idx[1] }, { code: 'EINVAL' }],
   ];
   for (const [what, opts, want] of cases) {
@@ -86,7 +102,13 @@ t.test('invalid arguments fail in TypeScript before any syscall', { skip: rootOn
 
 t.test('paths that are not network namespaces', { skip: rootOnly }, async (t) => {
   const fds = openFdCount();
-  t.throws(() => Netns.open('/etc/hostname'), { name: 'NetlinkError', code: 'EINVAL', operation: 'open network namespace', link: '/etc/hostname', message: /not a namespace file/ });
+  t.throws(() => Netns.open('/etc/hostname'), {
+    name: 'NetlinkError',
+    code: 'EINVAL',
+    operation: 'open network namespace',
+    link: '/etc/hostname',
+    message: /not a namespace file/,
+  });
   t.throws(() => Netns.open('/proc/self/ns/uts'), { code: 'EINVAL', message: /not a network namespace/ }, 'a namespace of another type');
   t.throws(() => Netns.open('/nonexistent/netns'), { code: 'ENOENT' });
   t.throws(() => Netns.open(''), TypeError);

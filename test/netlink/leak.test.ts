@@ -21,8 +21,14 @@ t.test('10,000 mixed operations: no fd, heap or RSS growth beyond noise', { skip
   t.equal(r.gc, true, 'measured after full garbage collections');
   t.equal(r.after.fds, r.before.fds, `open fds unchanged (${r.before.fds})`);
   t.ok(r.after.heap - r.before.heap < 2 * MB, `JS heap growth < 2 MB (${((r.after.heap - r.before.heap) / MB).toFixed(2)} MB)`);
-  t.ok(r.after.external - r.before.external < 1 * MB, `external/ArrayBuffer growth < 1 MB (${((r.after.external - r.before.external) / MB).toFixed(2)} MB)`);
-  t.ok(r.after.rss - r.before.rss < 8 * MB, `RSS growth < 8 MB, i.e. < 800 bytes per operation (${((r.after.rss - r.before.rss) / MB).toFixed(2)} MB)`);
+  t.ok(
+    r.after.external - r.before.external < 1 * MB,
+    `external/ArrayBuffer growth < 1 MB (${((r.after.external - r.before.external) / MB).toFixed(2)} MB)`,
+  );
+  t.ok(
+    r.after.rss - r.before.rss < 8 * MB,
+    `RSS growth < 8 MB, i.e. < 800 bytes per operation (${((r.after.rss - r.before.rss) / MB).toFixed(2)} MB)`,
+  );
   // The child read its tap device through the current-namespace path (plain sysfs): check it against sysfs.
   t.equal(r.probeIndex, s.idx[0]);
   t.equal(`${r.tap.major}:${r.tap.minor}`, sysfsTapDev(s.ns, 'lkprobe', s.idx[0]), 'current-namespace tapDeviceSync = sysfs');

@@ -36,7 +36,11 @@ t.test('by handle, fd, path and pid; sync and async', { skip: rootOnly }, async 
       t.equal(o.link_netnsid, 0, `${twin} ${kind}: parent is in another namespace`);
       // The kernel re-registers the char device in the target and may give it another minor: re-read it there.
       const dev = await dst.h.tapDevice(name);
-      t.equal(`${dev.major}:${dev.minor}`, sysfsTapDev(dst.ns, name, index), `${twin} ${kind}: tap char device as the target's sysfs shows it`);
+      t.equal(
+        `${dev.major}:${dev.minor}`,
+        sysfsTapDev(dst.ns, name, index),
+        `${twin} ${kind}: tap char device as the target's sysfs shows it`,
+      );
       t.equal(openFdCount(), fds, `${twin} ${kind}: no fd left behind`);
       const seen = await dst.h.getLink(name);
       t.equal(seen?.parentNetnsId, 0, 'record shows the parent namespace id');
@@ -74,20 +78,32 @@ t.test('a failed move leaves the link where it was', { skip: rootOnly }, async (
 
   // The kernel moves the link and then fails to rename it in the target: the library must undo the move.
   for (const [twin, move] of Object.entries(twins)) {
-    await t.rejects(move(s.h, 'stay0', dst.h, { name: 'taken' }), { name: 'NetlinkError', code: 'EEXIST', operation: 'move link' }, `${twin}: name taken in the target`);
+    await t.rejects(
+      move(s.h, 'stay0', dst.h, { name: 'taken' }),
+      { name: 'NetlinkError', code: 'EEXIST', operation: 'move link' },
+      `${twin}: name taken in the target`,
+    );
     t.same(names(dst.ns), before.dstNames, `${twin}: nothing arrived in the target`);
     const now = ipLink(s.ns, 'stay0');
     t.equal(now?.ifindex, s.idx[0], `${twin}: back in the source with its ifindex`);
     t.ok(now.flags.includes('UP'), `${twin}: up again, as before`);
     t.equal(now.ifalias, 'stays', `${twin}: alias kept`);
   }
-  await t.rejects(s.h.moveLink('stay0', { fd: dst.h.fd }, { name: 'taken', index: s.idx[5] }), { code: 'EEXIST' }, 'also with a new ifindex');
+  await t.rejects(
+    s.h.moveLink('stay0', { fd: dst.h.fd }, { name: 'taken', index: s.idx[5] }),
+    { code: 'EEXIST' },
+    'also with a new ifindex',
+  );
   t.equal(ipLink(s.ns, 'stay0')?.ifindex, s.idx[0], 'original ifindex restored');
   const pid = await sleeperIn(t, dst.ns);
   t.throws(() => s.h.moveLinkSync(s.idx[0], { pid }, { name: 'taken' }), { code: 'EEXIST' }, 'and with a pid target');
 
   // Refused before anything moved.
-  t.throws(() => s.h.moveLinkSync('stay0', dst.h, { index: 1 }), { code: 'EBUSY', extack: /ifindex/ }, 'ifindex taken in the target (kernel explains)');
+  t.throws(
+    () => s.h.moveLinkSync('stay0', dst.h, { index: 1 }),
+    { code: 'EBUSY', extack: /ifindex/ },
+    'ifindex taken in the target (kernel explains)',
+  );
   t.throws(() => s.h.moveLinkSync('nosuch', dst.h), { code: 'ENODEV', link: 'nosuch' });
   t.throws(() => s.h.moveLinkSync('stay0', { path: '/etc/hostname' }), { code: 'EINVAL', operation: 'open network namespace' });
   t.throws(() => s.h.moveLinkSync('stay0', { pid: 0x7ffffffe }), { code: 'ESRCH' });

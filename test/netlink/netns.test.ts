@@ -6,7 +6,10 @@ import { NetlinkError, Netns, NETNS_RUN_DIR } from '../../lib/netlink';
 import { ip, openFdCount, removeNetns, rootOnly, uniqueName } from '../support/kernel';
 import { names, scratch, settle, sleeperIn } from './fixtures';
 
-const listed = (name: string): boolean => ip('netns', 'list').split('\n').some((line) => line.split(' ')[0] === name);
+const listed = (name: string): boolean =>
+  ip('netns', 'list')
+    .split('\n')
+    .some((line) => line.split(' ')[0] === name);
 
 /** The network namespace of every thread of this process. */
 const threadNamespaces = (): string[] =>
@@ -25,9 +28,17 @@ t.test('create and remove a named namespace, as ip netns add/del', { skip: rootO
   const h = Netns.create(name);
   t.ok(listed(name), 'ip netns list shows it');
   t.equal(h.path, `${NETNS_RUN_DIR}/${name}`);
-  t.same(h.listLinksSync().map((l) => l.name), ['lo'], 'a new namespace has only lo');
+  t.same(
+    h.listLinksSync().map((l) => l.name),
+    ['lo'],
+    'a new namespace has only lo',
+  );
   t.same(names(name), ['lo'], 'ip sees the same namespace');
-  t.throws(() => Netns.create(name), { name: 'NetlinkError', code: 'EEXIST', operation: 'create network namespace' }, 'no second one of that name');
+  t.throws(
+    () => Netns.create(name),
+    { name: 'NetlinkError', code: 'EEXIST', operation: 'create network namespace' },
+    'no second one of that name',
+  );
   h.close();
   t.equal(openFdCount(), fds, 'close released the fd and socket');
   Netns.remove(name);
@@ -45,7 +56,10 @@ t.test('a namespace made by ip netns add is usable, and one made here by ip', { 
   t.teardown(() => removeNetns(name));
   ip('netns', 'add', name);
   const h = Netns.open(`/var/run/netns/${name}`);
-  t.same(h.listLinksSync().map((l) => l.name), ['lo']);
+  t.same(
+    h.listLinksSync().map((l) => l.name),
+    ['lo'],
+  );
   h.close();
   Netns.remove(name);
   t.notOk(listed(name), 'removed what ip made');
@@ -56,8 +70,17 @@ t.test('current namespace, open by path, by pid', { skip: rootOnly }, async (t) 
   const cur = Netns.current();
   t.teardown(() => cur.close());
   t.equal(cur.path, '/proc/self/ns/net');
-  const hostLinks = JSON.parse(ip('-j', 'link', 'show')).map((l: { ifname: string }) => l.ifname).sort();
-  t.same(cur.listLinksSync().map((l) => l.name).sort(), hostLinks, 'current = the namespace ip sees without -n (read only)');
+  const hostLinks = JSON.parse(ip('-j', 'link', 'show'))
+    .map((l: { ifname: string }) => l.ifname)
+    .sort();
+  t.same(
+    cur
+      .listLinksSync()
+      .map((l) => l.name)
+      .sort(),
+    hostLinks,
+    'current = the namespace ip sees without -n (read only)',
+  );
   const self = Netns.fromPid(process.pid);
   t.teardown(() => self.close());
   t.same((await self.listLinks()).map((l) => l.name).sort(), hostLinks, 'fromPid(own pid) is the current namespace');
@@ -66,7 +89,14 @@ t.test('current namespace, open by path, by pid', { skip: rootOnly }, async (t) 
   const viaPid = Netns.fromPid(pid);
   t.teardown(() => viaPid.close());
   t.equal(viaPid.path, `/proc/${pid}/ns/net`);
-  t.same(viaPid.listLinksSync().map((l) => l.name).sort(), names(s.ns), 'fromPid(sleeper) sees the scratch namespace');
+  t.same(
+    viaPid
+      .listLinksSync()
+      .map((l) => l.name)
+      .sort(),
+    names(s.ns),
+    'fromPid(sleeper) sees the scratch namespace',
+  );
   t.ok(Number.isInteger(viaPid.fd) && viaPid.fd > 2, 'fd exposed');
 });
 

@@ -26,7 +26,12 @@ t.test('tapDevice: major:minor as sysfs shows it, sync and async', { skip: rootO
     t.equal(sync.ifindex, s.idx[i]);
     t.equal(sync.path, `/dev/tap${s.idx[i]}`);
   }
-  t.throws(() => s.h.tapDeviceSync(s.lower), { name: 'NetlinkError', code: 'EINVAL', operation: 'find tap device', message: /not a macvtap/ });
+  t.throws(() => s.h.tapDeviceSync(s.lower), {
+    name: 'NetlinkError',
+    code: 'EINVAL',
+    operation: 'find tap device',
+    message: /not a macvtap/,
+  });
   await t.rejects(s.h.tapDevice('nosuch'), { code: 'ENODEV', operation: 'find tap device' });
 });
 
@@ -86,7 +91,11 @@ t.test('ensureTapNode: kept, created, replaced; owner, group and mode applied', 
 
   t.same(ensureTapNode(dev, { gid: 36 }), { path: file, action: 'kept' }, 'kept again');
   t.equal(fs.statSync(file).gid, 36, 'group alone can change');
-  t.same(fs.readdirSync('/dev').filter((f) => f.startsWith(`.tap${dev.ifindex}.`)), [], 'no temporary node left');
+  t.same(
+    fs.readdirSync('/dev').filter((f) => f.startsWith(`.tap${dev.ifindex}.`)),
+    [],
+    'no temporary node left',
+  );
 });
 
 t.test('ensureTapNode: another directory, failures, invalid arguments', { skip: rootOnly }, async (t) => {
@@ -101,7 +110,13 @@ t.test('ensureTapNode: another directory, failures, invalid arguments', { skip: 
   fs.writeFileSync(path.join(dir, 'plain'), '');
   t.equal(charDeviceOf(path.join(dir, 'plain')), undefined, 'regular file: undefined');
 
-  t.throws(() => ensureTapNode(dev, { devDir: path.join(dir, 'missing') }), { name: 'NetlinkError', code: 'ENOENT', operation: 'create tap node', link: path.join(dir, 'missing', 'tap7'), message: /No such file/ });
+  t.throws(() => ensureTapNode(dev, { devDir: path.join(dir, 'missing') }), {
+    name: 'NetlinkError',
+    code: 'ENOENT',
+    operation: 'create tap node',
+    link: path.join(dir, 'missing', 'tap7'),
+    message: /No such file/,
+  });
   t.throws(() => ensureTapNode({ ...dev, ifindex: 0 }), RangeError);
   t.throws(() => ensureTapNode({ ...dev, major: 1.5 }), TypeError);
   t.throws(() => ensureTapNode({ ...dev, minor: -1 }), RangeError);

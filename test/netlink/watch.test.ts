@@ -7,7 +7,10 @@ import { openFdCount, rootOnly } from '../support/kernel';
 import { scratch, settle } from './fixtures';
 
 /** Resolves with the first event for which `match` holds. */
-function nextEvent(w: { on(e: 'link', f: (ev: LinkEvent) => void): unknown; off(e: 'link', f: (ev: LinkEvent) => void): unknown }, match: (e: LinkEvent) => boolean): Promise<LinkEvent> {
+function nextEvent(
+  w: { on(e: 'link', f: (ev: LinkEvent) => void): unknown; off(e: 'link', f: (ev: LinkEvent) => void): unknown },
+  match: (e: LinkEvent) => boolean,
+): Promise<LinkEvent> {
   return new Promise((resolve) => {
     const on = (e: LinkEvent): void => {
       if (!match(e)) return;
@@ -94,7 +97,7 @@ t.test('overrun: a blocked reader is told to resync (emitter and iterator)', { s
   t.match(err.message, /resync/);
   // The watcher keeps working after an overrun: the queued events still arrive, and once they are read, so do
   // new ones.
-  for (let last = -1; last !== events; ) {
+  for (let last = -1; last !== events;) {
     last = events;
     await new Promise((resolve) => setTimeout(resolve, 100));
   }

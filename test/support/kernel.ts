@@ -25,12 +25,37 @@ export function ip(...args: string[]): string {
   return execFileSync('ip', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 }
 
+/** What `ip -j -d link show` prints for one link (the fields the tests read; iproute2 6.1). */
+export interface IpLink {
+  ifindex: number;
+  ifname: string;
+  /** The lower device's name (or `if<N>` when it lives in another namespace). */
+  link?: string;
+  link_netnsid?: number;
+  flags: string[];
+  mtu: number;
+  operstate: string;
+  txqlen?: number;
+  address?: string;
+  ifalias?: string;
+  promiscuity?: number;
+  linkinfo?: {
+    info_kind?: string;
+    info_data?: { mode?: string; flags?: string[]; macaddr_count?: number; macaddr_data?: string[]; [key: string]: unknown };
+  };
+  [key: string]: unknown;
+}
+
+/** Every link of a namespace (or of this process's namespace) per iproute2. */
+export function ipLinks(ns?: string): IpLink[] {
+  return JSON.parse(ns ? ip('-n', ns, '-j', '-d', 'link', 'show') : ip('-j', '-d', 'link', 'show')) as IpLink[];
+}
+
 /** The oracle: iproute2's JSON view of a link in a namespace, or undefined if it does not exist. */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-export function ipLink(ns: string | undefined, name: string): any | undefined {
+export function ipLink(ns: string | undefined, name: string): IpLink | undefined {
   try {
     const out = ns ? ip('-n', ns, '-j', '-d', 'link', 'show', 'dev', name) : ip('-j', '-d', 'link', 'show', 'dev', name);
-    return JSON.parse(out)[0];
+    return (JSON.parse(out) as IpLink[])[0];
   } catch {
     return undefined;
   }
@@ -38,8 +63,9 @@ export function ipLink(ns: string | undefined, name: string): any | undefined {
 
 /** Every link name in a namespace, per iproute2. */
 export function ipLinkNames(ns: string): string[] {
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  return (JSON.parse(ip('-n', ns, '-j', 'link', 'show')) as any[]).map((l) => l.ifname).sort();
+  return ipLinks(ns)
+    .map((l) => l.ifname)
+    .sort();
 }
 
 /** Creates a named namespace with `ip netns add` and removes it (and its links) at teardown. */

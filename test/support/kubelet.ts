@@ -67,7 +67,10 @@ function loadApi(): Api {
   if (!api) {
     const def = protoLoader.loadSync(protoFile(), { longs: Number, enums: String, defaults: true, oneofs: true });
     const pkg = grpc.loadPackageDefinition(def).v1beta1 as grpc.GrpcObject;
-    api = { Registration: pkg.Registration as grpc.ServiceClientConstructor, DevicePlugin: pkg.DevicePlugin as grpc.ServiceClientConstructor };
+    api = {
+      Registration: pkg.Registration as grpc.ServiceClientConstructor,
+      DevicePlugin: pkg.DevicePlugin as grpc.ServiceClientConstructor,
+    };
   }
   return api;
 }
@@ -119,11 +122,16 @@ export class KubeletStandIn extends EventEmitter {
     if (reg.version !== 'v1beta1') throw new Error(`unsupported version ${JSON.stringify(reg.version)}`);
     if (!reg.endpoint || reg.endpoint.includes('/')) throw new Error(`bad endpoint ${JSON.stringify(reg.endpoint)}`);
     const { DevicePlugin } = loadApi();
-    const client = new DevicePlugin(`unix:${path.join(this.dir, reg.endpoint)}`, grpc.credentials.createInsecure()) as PluginConnection['client'];
+    const client = new DevicePlugin(
+      `unix:${path.join(this.dir, reg.endpoint)}`,
+      grpc.credentials.createInsecure(),
+    ) as PluginConnection['client'];
     // The plugin must already be serving: ask for its options before accepting.
     await new Promise<void>((resolve, reject) => {
-      (client.GetDevicePluginOptions as (r: object, o: object, cb: (e: Error | null) => void) => void)({}, { deadline: Date.now() + 5000 }, (err) =>
-        err ? reject(new Error(`plugin ${reg.endpoint} does not answer: ${err.message}`)) : resolve(),
+      (client.GetDevicePluginOptions as (r: object, o: object, cb: (e: Error | null) => void) => void)(
+        {},
+        { deadline: Date.now() + 5000 },
+        (err) => (err ? reject(new Error(`plugin ${reg.endpoint} does not answer: ${err.message}`)) : resolve()),
       );
     }).catch((err) => {
       client.close();
@@ -134,7 +142,11 @@ export class KubeletStandIn extends EventEmitter {
     const conn: PluginConnection = { registration: reg, client, stream, devices: undefined, updates: [], ended: false };
     this.plugins.set(reg.resourceName, conn);
     stream.on('data', (msg: { devices: Device[] }) => {
-      const update: DeviceUpdate = { resource: reg.resourceName, devices: msg.devices.map((d) => ({ ID: d.ID, health: d.health })), at: process.hrtime.bigint() };
+      const update: DeviceUpdate = {
+        resource: reg.resourceName,
+        devices: msg.devices.map((d) => ({ ID: d.ID, health: d.health })),
+        at: process.hrtime.bigint(),
+      };
       conn.devices = update.devices;
       conn.updates.push(update);
       this.emit('devices', update);
@@ -225,8 +237,10 @@ export class KubeletStandIn extends EventEmitter {
   private unary<T>(resource: string, method: string, request: object): Promise<T> {
     const { client } = this.connection(resource);
     return new Promise<T>((resolve, reject) => {
-      (client[method] as (r: object, o: object, cb: (e: grpc.ServiceError | null, v: T) => void) => void)(request, { deadline: Date.now() + 30000 }, (err, value) =>
-        err ? reject(err) : resolve(value),
+      (client[method] as (r: object, o: object, cb: (e: grpc.ServiceError | null, v: T) => void) => void)(
+        request,
+        { deadline: Date.now() + 30000 },
+        (err, value) => (err ? reject(err) : resolve(value)),
       );
     });
   }
@@ -263,7 +277,8 @@ export class KubeletStandIn extends EventEmitter {
     for (const name of fs.readdirSync(this.dir)) {
       const file = path.join(this.dir, name);
       // A plugin may be re-creating its socket right now: a name gone since readdir is nothing to delete.
-      if (fs.lstatSync(file, { throwIfNoEntry: false })?.isSocket() && (!opts.onlyKubeletSocket || file === this.socketPath)) fs.rmSync(file, { force: true });
+      if (fs.lstatSync(file, { throwIfNoEntry: false })?.isSocket() && (!opts.onlyKubeletSocket || file === this.socketPath))
+        fs.rmSync(file, { force: true });
     }
     this.registrations = [];
     await this.serve();
