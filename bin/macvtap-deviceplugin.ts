@@ -118,7 +118,7 @@ async function main(): Promise<void> {
     process.stdout.write(USAGE);
     return;
   }
-  const log = new Logger(opts.logLevel);
+  const log = new Logger({ level: opts.logLevel });
   const envText = process.env[CONFIG_ENV];
   let source: ConfigSource;
   if (opts.configFile !== undefined) {

@@ -105,7 +105,7 @@ export async function cmdAdd(env: Environment, conf: NetConf): Promise<unknown> 
       undo(host, pod, link, env.ifname, settingsOf(link), attached.node, 'record the attachment', err);
     }
     phases.mark('record');
-    if (log.debugEnabled) log.debug(`ADD phases (ms): ${phases}`);
+    if (log.enabled('debug')) log.debug(`ADD phases (ms): ${phases}`);
     log.info(
       `attached ${link.name} (ifindex ${link.index}${device.recreated ? ', recreated' : ''}) as ${env.ifname} in ${env.netns}, mac ${attached.link.mac}, mtu ${attached.link.mtu}`,
     );

@@ -10,7 +10,7 @@ import { DEFAULT_STATE_DIR } from '../naming/allocations';
 import { formatMac, interfaceNameProblem, parseUnicastMac } from '../netlink/validate';
 import { CniArgs, parseCniArgs } from './args';
 import { CniError, ErrorCode } from './errors';
-import { log, LOG_LEVELS, LogLevel } from './log';
+import { configureLog, DEFAULT_LOG_LEVEL, isLogLevel, log, LOG_LEVELS, LogLevel } from './log';
 import { CniVersion, requireSupported, requireVerb } from './version';
 
 export const COMMANDS = ['ADD', 'DEL', 'CHECK', 'VERSION', 'GC', 'STATUS'] as const;
@@ -166,12 +166,12 @@ export function readConfig(
 ): NetConf {
   const lenient = command === 'DEL';
   // Logging first.
-  let logLevel: LogLevel = 'warn';
+  let logLevel: LogLevel = DEFAULT_LOG_LEVEL;
   if (config.logLevel !== undefined) {
-    if (typeof config.logLevel !== 'string' || !(LOG_LEVELS as readonly string[]).includes(config.logLevel)) {
+    if (!isLogLevel(config.logLevel)) {
       throw configError(`logLevel must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(config.logLevel)}`);
     }
-    logLevel = config.logLevel as LogLevel;
+    logLevel = config.logLevel;
   }
   let logFile: string | undefined;
   if (config.logFile !== undefined) {
@@ -179,7 +179,7 @@ export function readConfig(
       throw configError(`logFile must be an absolute path, got ${JSON.stringify(config.logFile)}`);
     logFile = config.logFile;
   }
-  log.configure({ level: logLevel, file: logFile });
+  configureLog({ level: logLevel, file: logFile });
 
   if (config.cniVersion !== undefined && typeof config.cniVersion !== 'string') {
     throw new CniError(ErrorCode.DecodeFailure, `cniVersion must be a string, got ${JSON.stringify(config.cniVersion)}`);

@@ -1,66 +1,42 @@
 /**
- * The plugin's log: one line per event, to stderr or appended to `logFile`. stdout is reserved for the CNI
- * result. A log file that cannot be opened falls back to stderr (logging never fails an operation).
+ * The CNI plugin's log: the project's one logger (JSON lines), on stderr or appended to the configured log
+ * file. stdout is reserved for the CNI result. A log file that cannot be opened falls back to stderr (logging
+ * never fails an operation).
  */
-import { closeSync, openSync, writeSync } from 'node:fs';
+import { closeSync, openSync } from 'node:fs';
+import { fdSink, Logger, LogLevel } from '../util/log';
 
-export const LOG_LEVELS = ['error', 'warn', 'info', 'debug'] as const;
-export type LogLevel = (typeof LOG_LEVELS)[number];
+export { isLogLevel, LOG_LEVELS } from '../util/log';
+export type { LogLevel } from '../util/log';
 
-export class Logger {
-  private level = 1; // warn
-  private fd = 2;
-  private prefix = '';
+/** Default level: a successful invocation logs nothing. */
+export const DEFAULT_LOG_LEVEL: LogLevel = 'warn';
 
-  /** Where lines go and which are kept. */
-  configure(opts: { level?: LogLevel; file?: string; prefix?: string }): void {
-    if (opts.level) this.level = LOG_LEVELS.indexOf(opts.level);
-    if (opts.prefix !== undefined) this.prefix = opts.prefix;
-    if (opts.file && this.fd === 2) {
-      try {
-        this.fd = openSync(opts.file, 'a', 0o640);
-      } catch (err) {
-        this.write('warn', `cannot open log file ${opts.file}: ${(err as Error).message}; logging to stderr`);
-      }
-    }
-  }
+export const log = new Logger({ level: DEFAULT_LOG_LEVEL, sink: fdSink(2), context: { program: 'macvtap', pid: process.pid } });
 
-  error(msg: string): void {
-    this.write('error', msg);
-  }
-  warn(msg: string): void {
-    this.write('warn', msg);
-  }
-  info(msg: string): void {
-    this.write('info', msg);
-  }
-  debug(msg: string): void {
-    this.write('debug', msg);
-  }
-  get debugEnabled(): boolean {
-    return this.level >= 3;
-  }
+let logFd: number | undefined;
 
-  private write(level: LogLevel, msg: string): void {
-    if (LOG_LEVELS.indexOf(level) > this.level) return;
-    const line = `${new Date().toISOString()} ${level.toUpperCase()} macvtap[${process.pid}]${this.prefix}: ${msg}\n`;
+/** Sets the level and, when given, appends to `file` instead of stderr. */
+export function configureLog(opts: { level?: LogLevel; file?: string }): void {
+  if (opts.level) log.setLevel(opts.level);
+  if (opts.file && logFd === undefined) {
     try {
-      writeSync(this.fd, line);
-    } catch {
-      /* nowhere left to report it */
-    }
-  }
-
-  close(): void {
-    if (this.fd > 2) {
-      try {
-        closeSync(this.fd);
-      } catch {
-        /* already closed */
-      }
-      this.fd = 2;
+      logFd = openSync(opts.file, 'a', 0o640);
+      log.setSink(fdSink(logFd));
+    } catch (err) {
+      log.warn('cannot open the log file; logging to stderr', { file: opts.file, err });
     }
   }
 }
 
-export const log = new Logger();
+/** Closes the log file (the invocation is over). */
+export function closeLog(): void {
+  if (logFd === undefined) return;
+  log.setSink(fdSink(2));
+  try {
+    closeSync(logFd);
+  } catch {
+    /* already closed */
+  }
+  logFd = undefined;
+}

@@ -5,7 +5,7 @@
  */
 import { Command, decodeConfig, Environment, rawVersion, readCommand, readConfig, readEnvironment } from './config';
 import { CniError, describeError, ErrorCode, errorResult } from './errors';
-import { log } from './log';
+import { closeLog, log } from './log';
 import { LATEST_VERSION, versionResult } from './version';
 
 export interface PluginOutput {
@@ -25,11 +25,11 @@ export async function runPlugin(env: NodeJS.ProcessEnv, readStdin: () => string)
     const attachment: Environment | undefined =
       command === 'ADD' || command === 'DEL' || command === 'CHECK' ? readEnvironment(command, env) : undefined;
     const conf = readConfig(command, config, attachment, env);
-    if (attachment)
-      log.configure({
-        prefix: ` ${command} ${attachment.containerId.slice(0, 12)}/${attachment.ifname}${conf.deviceID ? ` ${conf.deviceID}` : ''}`,
-      });
-    else log.configure({ prefix: ` ${command}` });
+    log.bind({
+      command,
+      ...(attachment && { container: attachment.containerId, ifname: attachment.ifname }),
+      ...(conf.deviceID && { deviceID: conf.deviceID }),
+    });
     log.debug(
       `network ${conf.name}, netns ${attachment?.netns || '-'}, mac ${conf.mac ?? '-'} (${conf.macSource ?? 'kernel'}), mtu ${conf.mtu ?? '-'}`,
     );
@@ -67,10 +67,10 @@ export async function runPlugin(env: NodeJS.ProcessEnv, readStdin: () => string)
       err instanceof CniError
         ? err
         : new CniError(ErrorCode.Internal, `internal error during ${command ?? 'start-up'}: ${describeError(err)}`);
-    log.error(`${failure.message}${failure.details ? ` (${failure.details})` : ''} [code ${failure.code}]`);
+    log.error(failure.message, { code: failure.code, ...(failure.details && { details: failure.details }) });
     return { stdout: json(errorResult(failure, rawVersion(config) ?? LATEST_VERSION)), exitCode: 1 };
   } finally {
-    log.close();
+    closeLog();
   }
 }
 

@@ -13,8 +13,9 @@ import * as fs from 'node:fs';
 import { charDeviceOf, ensureTapNode, Link, NetlinkError, Netns } from '../netlink';
 import { hostLinkName, resourceName } from '../naming';
 import { AllocationRecord, AllocationStore } from '../naming/allocations';
+import { SerialQueue } from '../util/serial';
 import type { ResourceConfig } from './config';
-import { errorMessage, Logger } from './log';
+import { errorMessage, Logger } from '../util/log';
 
 /** Why an Allocate failed; `kind` maps to a gRPC status code. */
 export class AllocateError extends Error {
@@ -74,14 +75,12 @@ export class Allocator {
   private readonly log: Logger;
   private readonly retired: number[] = [];
   private reaping: Promise<void> | undefined;
-  /** Allocate requests queued or running; the reaper deletes only when this is 0. */
-  private active = 0;
-  private idleWaiters: (() => void)[] = [];
   private readonly store: AllocationStore;
   private readonly range: IfindexRange | undefined;
   private readonly devDir: string;
-  /** Requests run one at a time: two requests never race for a link name or an ifindex. */
-  private queue: Promise<unknown> = Promise.resolve();
+  /** Requests run one at a time: two requests never race for a link name or an ifindex. The reaper deletes
+   * only while it is idle. */
+  private readonly queue = new SerialQueue();
 
   constructor(opts: AllocatorOptions) {
     this.netns = opts.netns;
@@ -94,13 +93,7 @@ export class Allocator {
 
   /** Allocates `ids` (already checked to belong to `resource`) for one container, all or nothing. */
   allocate(resource: ResourceConfig, ids: string[], log: Logger): Promise<AllocatedDevice[]> {
-    const run = (): Promise<AllocatedDevice[]> => this.run(resource, ids, log);
-    this.active++;
-    const result = this.queue.then(run, run).finally(() => {
-      if (--this.active === 0) for (const wake of this.idleWaiters.splice(0)) wake();
-    });
-    this.queue = result.catch(() => undefined);
-    return result;
+    return this.queue.run(() => this.run(resource, ids, log));
   }
 
   private async run(resource: ResourceConfig, ids: string[], log: Logger): Promise<AllocatedDevice[]> {
@@ -191,7 +184,7 @@ export class Allocator {
 
   private async reapAll(): Promise<void> {
     for (;;) {
-      while (this.active > 0) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+      while (this.queue.pending > 0) await this.queue.idle();
       const index = this.retired.shift();
       if (index === undefined) return;
       try {

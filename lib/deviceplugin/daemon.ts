@@ -23,7 +23,7 @@ import {
   sameResource,
 } from './config';
 import { LinkTable } from './links';
-import { errorMessage, Logger } from './log';
+import { errorMessage, Logger } from '../util/log';
 import { ResourcePlugin } from './resource';
 
 export type ConfigSource = { kind: 'env'; name: string; text: string } | { kind: 'file'; path: string };

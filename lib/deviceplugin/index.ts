@@ -6,6 +6,6 @@ export * from './config';
 export { Daemon, readConfig } from './daemon';
 export type { ConfigSource, DaemonOptions } from './daemon';
 export { LinkTable } from './links';
-export { errorMessage, Logger, LOG_LEVELS } from './log';
-export type { LogLevel } from './log';
+export { errorMessage, Logger, LOG_LEVELS } from '../util/log';
+export type { LogLevel } from '../util/log';
 export { lowerHealthy, PLUGIN_OPTIONS, ResourcePlugin } from './resource';

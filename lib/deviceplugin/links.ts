@@ -5,7 +5,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { Link, LinkEvent, LinkWatcher, Netns } from '../netlink';
-import { errorMessage, Logger } from './log';
+import { errorMessage, Logger } from '../util/log';
 
 const RESUBSCRIBE_MIN_MS = 100;
 const RESUBSCRIBE_MAX_MS = 5000;

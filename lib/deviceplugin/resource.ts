@@ -24,7 +24,7 @@ import {
   UNHEALTHY,
 } from './api';
 import { ResourceConfig, socketName } from './config';
-import { errorMessage, Logger } from './log';
+import { errorMessage, Logger } from '../util/log';
 
 /** What this plugin tells the kubelet (see GetDevicePluginOptions). */
 export const PLUGIN_OPTIONS: DevicePluginOptions = { pre_start_required: false, get_preferred_allocation_available: false };
@@ -58,7 +58,7 @@ export class ResourcePlugin {
     this.resource = resourceName(config.name);
     this.socketPath = path.join(pluginDir, socketName(config.name));
     this.allocator = allocator;
-    this.log = log.forResource(this.resource);
+    this.log = log.child({ resource: this.resource });
   }
 
   /** The device list as the kubelet sees it. */

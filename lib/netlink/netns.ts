@@ -49,6 +49,7 @@ import { decodeLink, describeRef, Link, LinkRef, MACVTAP_MODES, MacvtapMode } fr
 import { MessageBuilder } from './message';
 import { native, NativeNetlinkSocket } from './native';
 import { assertInteger, assertInterfaceName, describe, parseMac, parseUnicastMac } from './validate';
+import { SerialQueue } from '../util/serial';
 import { LinkWatcher } from './watcher';
 
 /** Where named namespaces live, as in iproute2. */
@@ -370,7 +371,8 @@ export class Netns {
   private readonly isCurrent: boolean;
   private syncSocket: NativeNetlinkSocket | undefined;
   private asyncSocket: NativeNetlinkSocket | undefined;
-  private queue: Promise<unknown> = Promise.resolve();
+  /** One request in flight per socket. */
+  private readonly queue = new SerialQueue();
   private closed = false;
 
   private constructor(nsPath: string, fd: number, isCurrent: boolean) {
@@ -505,10 +507,7 @@ export class Netns {
       }
       return step.value;
     };
-    // One request in flight per socket: chain after whatever is queued, whether it failed or not.
-    const result = this.queue.then(run, run);
-    this.queue = result.catch(() => undefined);
-    return result;
+    return this.queue.run(run);
   }
 
   /** A link by name or ifindex, or `null` if there is none. Equivalent to: ip -d link show DEV */

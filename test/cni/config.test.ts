@@ -121,8 +121,17 @@ t.test('logFile and logLevel; stateDir from the config or the environment', { sk
   t.equal(r.status, 0, r.stdout);
   t.equal(r.stderr, '', 'nothing on stderr when logging to a file');
   let text = fs.readFileSync(logFile, 'utf8');
-  t.match(text, /DEBUG macvtap\[\d+\] ADD logtest1\/net1 mvtlog: network dataplane/, 'debug line with the attachment');
-  t.match(text, /INFO .*attached mvtlog/, 'info line');
+  const lines = text
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+  t.ok(
+    lines.some(
+      (l) => l.level === 'debug' && l.command === 'ADD' && l.container === 'logtest1' && l.ifname === 'net1' && l.deviceID === 'mvtlog',
+    ),
+    'debug line with the attachment',
+  );
+  t.match(text, /"level":"info","msg":"attached mvtlog/, 'info line');
   t.equal(cni(s, { command: 'DEL', config, containerId: 'logtest1' }).status, 0);
 
   fs.rmSync(logFile);
@@ -131,7 +140,11 @@ t.test('logFile and logLevel; stateDir from the config or the environment', { sk
   t.equal(cni(s, { command: 'DEL', config }).status, 0);
   t.notOk(fs.existsSync(logFile) && fs.readFileSync(logFile, 'utf8').length, 'level error: a success logs nothing');
   r = cni(s, { command: 'ADD', config: { ...config, mtu: 10 } });
-  t.match(fs.readFileSync(logFile, 'utf8'), /ERROR .*mtu must be between 68 and 65535.*\[code 7\]/, 'level error: the failure is logged');
+  t.match(
+    fs.readFileSync(logFile, 'utf8'),
+    /"level":"error","msg":"mtu must be between 68 and 65535.*"code":7/,
+    'level error: the failure is logged',
+  );
 
   // Default level (warn) on stderr: a success is silent.
   r = cni(s, { command: 'ADD', config: conf(s, { deviceID: 'mvtlog' }) });
