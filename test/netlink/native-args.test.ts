@@ -5,7 +5,7 @@ import { native } from '../../lib/netlink/native';
 
 type AnyFn = (...args: unknown[]) => unknown;
 
-t.test('free functions', async (t) => {
+t.test('free functions', (t) => {
   const a = native() as unknown as Record<string, AnyFn>;
   const cases: [string, unknown[], 'TypeError' | 'RangeError'][] = [
     ['init', [42], 'TypeError'],
@@ -30,9 +30,10 @@ t.test('free functions', async (t) => {
   for (const [fn, args, kind] of cases) {
     t.throws(() => a[fn](...args), { name: kind }, `${fn}(${args.map((x) => JSON.stringify(x) ?? String(x)).join(', ')})`);
   }
+  t.end();
 });
 
-t.test('NetlinkSocket methods', async (t) => {
+t.test('NetlinkSocket methods', (t) => {
   const Socket = native().NetlinkSocket as unknown as new (...args: unknown[]) => Record<string, AnyFn>;
   t.throws(() => new Socket('x', 0), { name: 'TypeError' }, 'nsFd must be a number');
   t.throws(() => new Socket(-1, -1), { name: 'RangeError' }, 'groups must be >= 0');
@@ -52,4 +53,5 @@ t.test('NetlinkSocket methods', async (t) => {
   t.throws(() => sock.requestSync(lying, 'op', 'l', 1000), { name: 'RangeError' }, 'nlmsg_len must be the length');
   t.throws(() => sock.request(header, 'op', 'l', 'not a function'), { name: 'TypeError' }, 'callback must be a function');
   t.throws(() => sock.watch(undefined), { name: 'TypeError' }, 'watch callback must be a function');
+  t.end();
 });

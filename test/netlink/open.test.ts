@@ -48,10 +48,14 @@ t.test('each kind of non-namespace path is refused promptly, with what it was', 
   t.throws(() => Netns.open(path.join(regular, 'below')), { name: 'NetlinkError', code: 'ENOTDIR' }, 'below a file: ENOTDIR');
   t.equal(openFdCount(), fds, 'no fd left behind');
   // The FIFO never got a reader: a writer opening it non-blockingly still finds none.
-  t.throws(() => fs.openSync(fifo, fs.constants.O_WRONLY | fs.constants.O_NONBLOCK), { code: 'ENXIO' }, 'the FIFO was never opened for reading');
+  t.throws(
+    () => fs.openSync(fifo, fs.constants.O_WRONLY | fs.constants.O_NONBLOCK),
+    { code: 'ENXIO' },
+    'the FIFO was never opened for reading',
+  );
 });
 
-t.test('a path with an embedded NUL is refused before it reaches C', async (t) => {
+t.test('a path with an embedded NUL is refused before it reaches C', (t) => {
   // "/proc/self/ns/net\0junk" would open the current namespace if the NUL reached open(2).
   const err = t.throws(() => Netns.open('/proc/self/ns/net\0junk'), {
     name: 'NetlinkError',
@@ -61,16 +65,21 @@ t.test('a path with an embedded NUL is refused before it reaches C', async (t) =
   });
   t.ok(err instanceof NetlinkError);
   t.throws(() => native().nsOpen('/proc/self/ns/net\0junk'), { name: 'RangeError', message: /NUL/ }, 'the addon refuses it too');
+  t.end();
 });
 
-t.test('real namespaces still open: by path, by pid, through a symlink', { skip: rootOnly }, async (t) => {
+t.test('real namespaces still open: by path, by pid, through a symlink', { skip: rootOnly }, (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mvt-open-'));
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
   const link = path.join(dir, 'ns');
   fs.symlinkSync('/proc/self/ns/net', link);
   for (const file of ['/proc/self/ns/net', `/proc/${process.pid}/ns/net`, link]) {
     const h = Netns.open(file);
-    t.ok(h.listLinksSync().some((l) => l.name === 'lo'), `${file} lists lo`);
+    t.ok(
+      h.listLinksSync().some((l) => l.name === 'lo'),
+      `${file} lists lo`,
+    );
     h.close();
   }
+  t.end();
 });
