@@ -97,6 +97,7 @@ t.test('the bases are build arguments that default to the public Debian images',
     `${globalArgs.get('BUILD_BASE')}-slim`,
     'of the same release (the addon is checked against glibc 2.28, whatever the build has)',
   );
+  t.end();
 });
 
 t.test('the build stage copies only what the repository has and the context filter keeps', (t) => {
@@ -123,6 +124,7 @@ t.test('the build stage copies only what the repository has and the context filt
   t.same(used, ['build:host'], 'one script builds everything: the addon, the bundles, the executables');
   for (const s of used) t.ok(scripts[s], `package.json has the ${s} script`);
   t.match(runs, /npm ci --ignore-scripts/, 'dependencies come from the lockfile, with no install scripts');
+  t.end();
 });
 
 t.test('the runtime stage runs nothing and takes only the build stage file tree', (t) => {
@@ -137,6 +139,7 @@ t.test('the runtime stage runs nothing and takes only the build stage file tree'
   );
   const cmd = runtime!.instructions.find((i) => i.op === 'CMD');
   t.same(JSON.parse(cmd?.args ?? 'null'), ['/usr/local/bin/macvtap-deviceplugin']);
+  t.end();
 });
 
 function renderedDaemonSet(): { spec: { template: { spec: PodSpec } } } | undefined {
@@ -153,7 +156,10 @@ interface PodSpec {
 
 t.test('the DaemonSet runs the files the build stage puts in the image', (t) => {
   const ds = renderedDaemonSet();
-  if (!ds) return t.skip('kubectl is not installed: cannot render the DaemonSet with kustomize');
+  if (!ds) {
+    t.skip('kubectl is not installed: cannot render the DaemonSet with kustomize');
+    return t.end();
+  }
   const runs = build!.instructions
     .filter((i) => i.op === 'RUN')
     .map((i) => i.args)
@@ -164,4 +170,5 @@ t.test('the DaemonSet runs the files the build stage puts in the image', (t) => 
   t.equal(pod.initContainers[0].command[0], '/usr/local/bin/install-cni');
   t.equal(pod.initContainers[0].command[1], '/usr/local/bin/macvtap');
   t.equal(pod.containers[0].command[0], '/usr/local/bin/macvtap-deviceplugin');
+  t.end();
 });
