@@ -1,10 +1,12 @@
 // Module entry: registers the native surface described in lib/netlink/native.ts.
 #include <napi.h>
 
+#include "args.h"
 #include "devnode.h"
 #include "errors.h"
 #include "netlink_socket.h"
 #include "netns.h"
+#include "xxhash64.h"
 
 namespace macvtap {
 
@@ -12,7 +14,9 @@ namespace {
 
 // init(NetlinkErrorClass): must be called once before anything else.
 Napi::Value InitErrors(const Napi::CallbackInfo& info) {
-  SetErrorClass(info.Env(), info[0].As<Napi::Function>());
+  Napi::Function cls;
+  if (!ArgFunction(info, 0, "errorClass", &cls)) return info.Env().Undefined();
+  SetErrorClass(info.Env(), cls);
   return info.Env().Undefined();
 }
 
@@ -22,9 +26,12 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("nsOpen", Napi::Function::New<NsOpen>(env, "nsOpen"));
   exports.Set("nsCreate", Napi::Function::New<NsCreate>(env, "nsCreate"));
   exports.Set("nsRemove", Napi::Function::New<NsRemove>(env, "nsRemove"));
+  exports.Set("sysfsMount", Napi::Function::New<SysfsMount>(env, "sysfsMount"));
   exports.Set("sysfsRead", Napi::Function::New<SysfsRead>(env, "sysfsRead"));
+  exports.Set("readAt", Napi::Function::New<ReadAt>(env, "readAt"));
   exports.Set("closeFd", Napi::Function::New<CloseFd>(env, "closeFd"));
   exports.Set("mknod", Napi::Function::New<Mknod>(env, "mknod"));
+  exports.Set("xxhash64", Napi::Function::New<XxHash64Js>(env, "xxhash64"));
   return exports;
 }
 
