@@ -2,6 +2,8 @@
 
 #include <string.h>
 
+#include "errno_names.h"
+
 namespace macvtap {
 
 namespace {
@@ -23,7 +25,7 @@ void SetErrorClass(Napi::Env env, Napi::Function cls) {
 
 Napi::Error MakeNetlinkError(Napi::Env env, int err, const std::string& operation, const std::string& link,
                              const std::string& extack, const std::string& detail) {
-  const char* name = strerrorname_np(err);
+  const char* name = ErrnoName(err);
   std::string code = name != nullptr ? name : "E" + std::to_string(err);
   std::string message = operation;
   if (!link.empty()) message += " " + link;

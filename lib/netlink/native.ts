@@ -8,8 +8,13 @@ import { NetlinkError } from './errors';
 export interface NativeNetlinkSocket {
   /** The socket's fd (-1 once closed). */
   readonly fd: number;
-  /** Sends one complete netlink message (its seq is stamped natively) and returns the data messages. */
-  requestSync(request: Buffer, operation: string, link: string): Buffer[];
+  /** The socket's netlink port id (where the kernel sends its replies); -1 once closed. */
+  readonly portId: number;
+  /**
+   * Sends one complete netlink message (its seq is stamped natively) and returns the data messages. Waits at
+   * most `timeoutMs` for the reply (then ETIMEDOUT); only the kernel's messages with that seq count.
+   */
+  requestSync(request: Buffer, operation: string, link: string, timeoutMs: number): Buffer[];
   /** Asynchronous twin of requestSync; the reply is read on the main loop (uv_poll). One at a time. */
   request(request: Buffer, operation: string, link: string, callback: (err: NetlinkError | null, messages?: Buffer[]) => void): void;
   /** Delivers multicast messages (groups given at construction) in batches on the main loop. */
@@ -34,10 +39,16 @@ export interface NativeStat {
 export interface NativeAddon {
   init(errorClass: typeof NetlinkError): void;
   NetlinkSocket: new (nsFd: number, groups: number) => NativeNetlinkSocket;
+  /** A verified network namespace fd; never blocks (FIFOs, devices, sockets... fail with EINVAL). */
   nsOpen(path: string): number;
   nsCreate(dir: string, name: string): void;
   nsRemove(dir: string, name: string): void;
+  /** A detached read-only sysfs mount (fd) as namespace `nsFd` sees it (fsopen/fsmount, Linux 5.2+). */
+  sysfsMount(nsFd: number): number;
+  /** Reads `path` under a sysfs mounted for namespace `nsFd` in a private mount namespace (one task per call). */
   sysfsRead(nsFd: number, path: string): string;
+  /** Reads (up to 4 KiB of) a file relative to a directory fd. */
+  readAt(dirFd: number, path: string): string;
   closeFd(fd: number): void;
   mknod(path: string, mode: number, major: number, minor: number): void;
   // The state directory's file primitives (native/statefs.h), used only by lib/state. Names are one component
@@ -51,6 +62,8 @@ export interface NativeAddon {
   stateList(dirFd: number): string[];
   stateLock(fd: number): boolean;
   stateCommit(fileFd: number, dirFd: number, from: string, to: string, callback: (err: NetlinkError | null) => void): void;
+  /** XXH64 with seed 0. */
+  xxhash64(data: Buffer): bigint;
 }
 
 const ADDON_FILE = 'macvtap_native.node';

@@ -122,6 +122,9 @@ type Operation<T> = Generator<Step, T, Buffer[]>;
 
 const DUMP_RETRIES = 5;
 const ECANCELED = 125;
+const EINVAL = 22;
+/** How long a synchronous request waits for the kernel's reply before failing with ETIMEDOUT. */
+export const SYNC_REPLY_TIMEOUT_MS = 30000;
 
 function isMissing(err: unknown): boolean {
   return err instanceof NetlinkError && (err.code === 'ENODEV' || err.code === 'ENOENT');
@@ -228,6 +231,7 @@ function validateChanges(changes: LinkChanges): void {
   if (changes.alias !== undefined) {
     if (typeof changes.alias !== 'string') throw new TypeError(`alias must be a string, got ${describe(changes.alias)}`);
     if (Buffer.byteLength(changes.alias) > 255) throw new RangeError('alias must be at most 255 bytes');
+    if (changes.alias.includes('\0')) throw new RangeError('alias must not contain a NUL byte');
   }
 }
 
@@ -312,10 +316,10 @@ function* undoMoveOp(before: Link, target: MoveTarget, sourceNsFd: number, cause
     try {
       const sock = new addon.NetlinkSocket(targetFd, 0);
       try {
-        const [moved] = sock.requestSync(getLinkRequest(before.name), 'undo move link', before.name).map(decodeLink);
+        const [moved] = sock.requestSync(getLinkRequest(before.name), 'undo move link', before.name, SYNC_REPLY_TIMEOUT_MS).map(decodeLink);
         const back = new MessageBuilder(RTM_SETLINK, NLM_F_REQUEST | NLM_F_ACK).ifinfo(moved.index).u32(IFLA_NET_NS_FD, sourceNsFd);
         if (moved.index !== before.index) back.s32(IFLA_NEW_IFINDEX, before.index);
-        sock.requestSync(back.finish(), 'undo move link', before.name);
+        sock.requestSync(back.finish(), 'undo move link', before.name, SYNC_REPLY_TIMEOUT_MS);
       } finally {
         sock.close();
       }
@@ -356,8 +360,16 @@ export interface TapDevice {
 }
 
 function validateNsName(name: unknown): asserts name is string {
-  if (typeof name !== 'string' || name.length === 0 || name.length > 255 || name.includes('/') || name === '.' || name === '..') {
-    throw new TypeError(`namespace name must be a non-empty file name without '/', got ${describe(name)}`);
+  if (
+    typeof name !== 'string' ||
+    name.length === 0 ||
+    name.length > 255 ||
+    name.includes('/') ||
+    name.includes('\0') ||
+    name === '.' ||
+    name === '..'
+  ) {
+    throw new TypeError(`namespace name must be a non-empty file name without '/' or NUL, got ${describe(name)}`);
   }
 }
 
@@ -371,6 +383,10 @@ export class Netns {
   private readonly isCurrent: boolean;
   private syncSocket: NativeNetlinkSocket | undefined;
   private asyncSocket: NativeNetlinkSocket | undefined;
+  /** A detached sysfs mount of this namespace (fd), made on the first tapDevice() of a non-current handle. */
+  private sysfsFd: number | undefined;
+  /** Set when the kernel has no fsopen/fsmount (or refuses it): fall back to one mounting task per read. */
+  private sysfsMountUnavailable = false;
   /** One request in flight per socket. */
   private readonly queue = new SerialQueue();
   private closed = false;
@@ -394,6 +410,16 @@ export class Netns {
   static open(nsPath: string): Netns {
     if (typeof nsPath !== 'string' || nsPath.length === 0)
       throw new TypeError(`namespace path must be a non-empty string, got ${describe(nsPath)}`);
+    if (nsPath.includes('\0')) {
+      // The C path would end at the NUL and name another file.
+      throw new NetlinkError(
+        `open network namespace ${JSON.stringify(nsPath)}: path contains a NUL byte`,
+        EINVAL,
+        'EINVAL',
+        'open network namespace',
+        nsPath,
+      );
+    }
     const addon = native();
     const fd = addon.nsOpen(nsPath);
     let current = false;
@@ -442,6 +468,8 @@ export class Netns {
     this.syncSocket?.close();
     this.asyncSocket?.close();
     this.syncSocket = this.asyncSocket = undefined;
+    if (this.sysfsFd !== undefined) native().closeFd(this.sysfsFd);
+    this.sysfsFd = undefined;
     native().closeFd(this.nsFd);
     this.nsFd = -1;
   }
@@ -467,7 +495,7 @@ export class Netns {
     while (!step.done) {
       let messages: Buffer[];
       try {
-        messages = sock.requestSync(step.value.request, step.value.operation, step.value.link);
+        messages = sock.requestSync(step.value.request, step.value.operation, step.value.link, SYNC_REPLY_TIMEOUT_MS);
       } catch (err) {
         step = op.throw(err);
         continue;
@@ -657,10 +685,29 @@ export class Netns {
         link.name,
       );
     }
-    const file = `/sys/class/net/${link.name}/tap${link.index}/dev`;
-    const text = this.isCurrent ? readSysfs(file) : native().sysfsRead(this.nsFd, file);
+    const relative = `class/net/${link.name}/tap${link.index}/dev`;
+    const text = this.isCurrent ? readSysfs(`/sys/${relative}`) : this.readOwnSysfs(relative);
     const [major, minor] = text.trim().split(':').map(Number);
     return { ifindex: link.index, major, minor, path: `/dev/tap${link.index}` };
+  }
+
+  /**
+   * Reads a sysfs file as this namespace sees it. The first call mounts sysfs for the namespace (detached, kept
+   * until close()); every later read is one openat() on it. Without the new mount API, one task per read
+   * mounts sysfs in a private mount namespace.
+   */
+  private readOwnSysfs(relative: string): string {
+    const addon = native();
+    if (this.sysfsFd === undefined && !this.sysfsMountUnavailable) {
+      try {
+        this.sysfsFd = addon.sysfsMount(this.nsFd);
+      } catch (err) {
+        if (!(err instanceof NetlinkError) || !['ENOSYS', 'EPERM', 'EINVAL', 'ENODEV'].includes(err.code)) throw err;
+        this.sysfsMountUnavailable = true;
+      }
+    }
+    if (this.sysfsFd === undefined) return addon.sysfsRead(this.nsFd, `/sys/${relative}`);
+    return addon.readAt(this.sysfsFd, relative);
   }
 
   /**

@@ -32,6 +32,8 @@ export function interfaceNameProblem(name: unknown): string | undefined {
   if (name.length === 0) return 'must not be empty';
   if (Buffer.byteLength(name) > 15) return `${JSON.stringify(name)} is longer than 15 bytes`;
   if (name === '.' || name === '..') return `${JSON.stringify(name)} is reserved`;
+  // A NUL would end the name early in the kernel (nla_strscpy): "eth0\0x" would name eth0.
+  if (name.includes('\0')) return `${JSON.stringify(name)} contains a NUL byte`;
   if (/[/:\s]/.test(name)) return `${JSON.stringify(name)} contains '/', ':' or whitespace`;
   return undefined;
 }
