@@ -78,7 +78,7 @@ export class AllocationStore extends RecordStore<AllocationRecord> {
 
   /** write() with the fsyncs and the rename on the thread pool (the daemon's event loop keeps running). */
   async writeAsync(record: AllocationRecord): Promise<void> {
-    await this.writeRecordAsync(allocationName(record.deviceID), parseAllocation(record));
+    await this.beginWriteRecord(allocationName(record.deviceID), parseAllocation(record));
   }
 
   remove(deviceID: string): boolean {

@@ -111,11 +111,12 @@ export class AttachmentStore extends RecordStore<AttachmentRecord> {
   }
 
   /**
-   * write() with fsync → rename → fsync dir on the thread pool: ADD starts it before moving the link and awaits
-   * it after, so the fsyncs overlap the kernel's namespace move instead of adding to it.
+   * write() with fsync → rename → fsync dir on the thread pool. The temp file (the whole record) is written before
+   * this returns, and its failures throw here; the promise settles once the record is durable. ADD starts it before
+   * moving the link and awaits it after, so the fsyncs overlap the kernel's namespace move instead of adding to it.
    */
-  async writeAsync(record: AttachmentRecord): Promise<void> {
-    await this.writeRecordAsync(attachmentName(record), parseAttachment(record));
+  beginWrite(record: AttachmentRecord): Promise<void> {
+    return this.beginWriteRecord(attachmentName(record), parseAttachment(record));
   }
 
   remove(key: AttachmentKey): boolean {
