@@ -12,6 +12,7 @@
         "native/errors.cc",
         "native/netlink_socket.cc",
         "native/netns.cc",
+        "native/statefs.cc",
         "native/xxhash64.cc"
       ],
       "include_dirs": [
