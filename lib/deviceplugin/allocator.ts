@@ -203,7 +203,9 @@ export class Allocator {
   }
 
   private async create(linkName: string, lower: Link, resource: ResourceConfig, taken: Set<number> | undefined): Promise<Link> {
-    const opts = { name: linkName, lower: lower.index, mode: resource.mode, txqueuelen: lower.txqueuelen };
+    // Up from the start, as kubevirt's plugin makes it: a pod that consumes only /dev/tapN (no CNI call)
+    // must get a tap that passes frames; the CNI brings it up again in the pod after the move anyway.
+    const opts = { name: linkName, lower: lower.index, mode: resource.mode, txqueuelen: lower.txqueuelen, up: true };
     if (!this.range || !taken) return this.netns.createMacvtap(opts);
     // Prefer indexes whose /dev/tap<i> name is unused, so no other namespace's node is replaced.
     const free: number[] = [];
