@@ -97,9 +97,12 @@ export class Allocator {
   }
 
   private async run(resource: ResourceConfig, ids: string[], log: Logger): Promise<AllocatedDevice[]> {
-    const lower = await this.netns.getLink(resource.lowerDevice);
+    const lower = resource.lowerDevice === undefined ? null : await this.netns.getLink(resource.lowerDevice);
     if (!lower)
-      throw new AllocateError('precondition', `lower device ${resource.lowerDevice} of ${resourceName(resource.name)} does not exist`);
+      throw new AllocateError(
+        'precondition',
+        `lower device ${resource.lowerDevice ?? '(none configured)'} of ${resourceName(resource.name)} does not exist`,
+      );
     const made: Made[] = [];
     const out: AllocatedDevice[] = [];
     const taken = this.range ? new Set((await this.netns.listLinks()).map((l) => l.index)) : undefined;
