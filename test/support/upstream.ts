@@ -21,6 +21,49 @@ export const UPSTREAM_PLUGIN_DIR = '/var/lib/kubelet/device-plugins';
 
 type Teardown = { teardown(fn: () => void | Promise<void>): void };
 
+const LOCK_FILE = '/tmp/macvtap-cni-test-ifindex/kernel-chosen';
+const LOCK_WAIT_MS = 10 * 60 * 1000;
+
+/**
+ * Upstream's device plugin cannot be given ifindexes: its macvtaps get the kernel's choice, the lowest free
+ * index of a fresh namespace (4, 5, ...), whose /dev/tap<N> names every other fresh namespace would pick too.
+ * Tests that let the kernel choose therefore run one at a time on the machine: this waits for, and holds
+ * until teardown, the one claim (an O_EXCL file naming our pid; a dead owner's claim is taken over).
+ * Everything else uses claimIfindexes() blocks, far above these indexes.
+ */
+export async function lockKernelChosenIfindexes(t: Teardown): Promise<void> {
+  fs.mkdirSync(path.dirname(LOCK_FILE), { recursive: true });
+  const deadline = Date.now() + LOCK_WAIT_MS;
+  for (;;) {
+    try {
+      fs.writeFileSync(LOCK_FILE, String(process.pid), { flag: 'wx' });
+      break;
+    } catch {
+      let owner: number;
+      try {
+        owner = Number(fs.readFileSync(LOCK_FILE, 'utf8'));
+      } catch {
+        continue; // released between our attempt and the read
+      }
+      if (owner && owner !== process.pid && !alive(owner)) fs.rmSync(LOCK_FILE, { force: true });
+      else if (Date.now() > deadline) throw new Error(`${LOCK_FILE} held by pid ${owner} for ${LOCK_WAIT_MS} ms`);
+      else await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+  t.teardown(() => {
+    if (fs.readFileSync(LOCK_FILE, { encoding: 'utf8', flag: 'r' }) === String(process.pid)) fs.rmSync(LOCK_FILE, { force: true });
+  });
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** A tap `skip` value: false when every upstream binary is there, else the message saying what is missing. */
 export function upstreamMissing(): string | false {
   const missing = [UPSTREAM_DP, UPSTREAM_CNI, UPSTREAM_TEMPNAME].filter((f) => {
@@ -94,7 +137,7 @@ export class UpstreamDevicePlugin {
  */
 export function startUpstreamDevicePlugin(t: Teardown, ns: string, pluginDir: string, conf: string | undefined): UpstreamDevicePlugin {
   const env: NodeJS.ProcessEnv = { PATH: process.env.PATH };
-  if (conf !== undefined) env.DP_MACVTAP_CONF = conf;
+  if (conf !== undefined && conf !== null) env.DP_MACVTAP_CONF = conf;
   const child = spawn(
     'ip',
     [
