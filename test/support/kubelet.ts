@@ -14,6 +14,7 @@ import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { protoFile } from '../../lib/deviceplugin/api';
+import type { KubeletCheckpoint, PodRef } from './checkpoint';
 
 export interface Registration {
   version: string;
@@ -246,8 +247,29 @@ export class KubeletStandIn extends EventEmitter {
   }
 
   /** Allocate: one inner array of device IDs per container. Rejects with the plugin's gRPC error. */
-  allocate(resource: string, ids: string[][]): Promise<AllocateResponse> {
-    return this.unary(resource, 'Allocate', { containerRequests: ids.map((devicesIds) => ({ devicesIds })) });
+  async allocate(resource: string, ids: string[][], pod?: PodRef): Promise<AllocateResponse> {
+    const response = await this.unary<AllocateResponse>(resource, 'Allocate', {
+      containerRequests: ids.map((devicesIds) => ({ devicesIds })),
+    });
+    if (pod) this.checkpoint?.recordAllocation(resource, ids, response, pod, this.healthyDevices());
+    return response;
+  }
+
+  /**
+   * The device-manager checkpoint this kubelet keeps (support/checkpoint.ts), if a test gave it one: then
+   * `allocate(..., pod)` records the pod's devices and rewrites the file as the kubelet does.
+   */
+  checkpoint: KubeletCheckpoint | undefined;
+
+  /** Resource -> its healthy device IDs (the kubelet checkpoints these as RegisteredDevices). */
+  healthyDevices(): Map<string, string[]> {
+    const out = new Map<string, string[]>();
+    for (const [resource, conn] of this.plugins)
+      out.set(
+        resource,
+        (conn.devices ?? []).filter((d) => d.health === 'Healthy').map((d) => d.ID),
+      );
+    return out;
   }
 
   getDevicePluginOptions(resource: string): Promise<{ preStartRequired: boolean; getPreferredAllocationAvailable: boolean }> {
