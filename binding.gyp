@@ -7,7 +7,8 @@
         "native/errors.cc",
         "native/netlink_socket.cc",
         "native/netns.cc",
-        "native/devnode.cc"
+        "native/devnode.cc",
+        "native/statefs.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],

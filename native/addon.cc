@@ -5,6 +5,7 @@
 #include "errors.h"
 #include "netlink_socket.h"
 #include "netns.h"
+#include "statefs.h"
 
 namespace macvtap {
 
@@ -25,6 +26,16 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("sysfsRead", Napi::Function::New<SysfsRead>(env, "sysfsRead"));
   exports.Set("closeFd", Napi::Function::New<CloseFd>(env, "closeFd"));
   exports.Set("mknod", Napi::Function::New<Mknod>(env, "mknod"));
+  // The state directory's file primitives (native/statefs.h), used only by lib/state.
+  exports.Set("stateOpenDir", Napi::Function::New<StateOpenDir>(env, "stateOpenDir"));
+  exports.Set("stateMkdir", Napi::Function::New<StateMkdir>(env, "stateMkdir"));
+  exports.Set("stateOpen", Napi::Function::New<StateOpen>(env, "stateOpen"));
+  exports.Set("stateStat", Napi::Function::New<StateStat>(env, "stateStat"));
+  exports.Set("stateRename", Napi::Function::New<StateRename>(env, "stateRename"));
+  exports.Set("stateUnlink", Napi::Function::New<StateUnlink>(env, "stateUnlink"));
+  exports.Set("stateList", Napi::Function::New<StateList>(env, "stateList"));
+  exports.Set("stateLock", Napi::Function::New<StateLock>(env, "stateLock"));
+  exports.Set("stateCommit", Napi::Function::New<StateCommit>(env, "stateCommit"));
   return exports;
 }
 

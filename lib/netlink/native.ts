@@ -18,6 +18,19 @@ export interface NativeNetlinkSocket {
   close(): void;
 }
 
+/** What `stateStat` reports (statx, never following a symlink). */
+export interface NativeStat {
+  type: 'file' | 'dir' | 'symlink' | 'fifo' | 'socket' | 'char' | 'block' | 'unknown';
+  /** Permission bits. */
+  mode: number;
+  uid: number;
+  gid: number;
+  size: number;
+  nlink: number;
+  /** `devmajor:devminor:ino`: the inode's identity. */
+  id: string;
+}
+
 export interface NativeAddon {
   init(errorClass: typeof NetlinkError): void;
   NetlinkSocket: new (nsFd: number, groups: number) => NativeNetlinkSocket;
@@ -27,6 +40,17 @@ export interface NativeAddon {
   sysfsRead(nsFd: number, path: string): string;
   closeFd(fd: number): void;
   mknod(path: string, mode: number, major: number, minor: number): void;
+  // The state directory's file primitives (native/statefs.h), used only by lib/state. Names are one component
+  // relative to a directory fd, never followed if a symlink; fds are O_CLOEXEC, opened O_NONBLOCK.
+  stateOpenDir(dirFd: number, path: string): number;
+  stateMkdir(dirFd: number, name: string, mode: number): boolean;
+  stateOpen(dirFd: number, name: string, how: 'read' | 'create' | 'exclusive', mode: number): number;
+  stateStat(dirFd: number, name: string): NativeStat | null;
+  stateRename(dirFd: number, from: string, to: string): void;
+  stateUnlink(dirFd: number, name: string, isDir: boolean): boolean;
+  stateList(dirFd: number): string[];
+  stateLock(fd: number): boolean;
+  stateCommit(fileFd: number, dirFd: number, from: string, to: string, callback: (err: NetlinkError | null) => void): void;
 }
 
 const ADDON_FILE = 'macvtap_native.node';

@@ -1,0 +1,98 @@
+/**
+ * Allocation records: what the device plugin answered the kubelet for each device, `allocations/<deviceID>.json`.
+ * The CNI rebuilds a device's macvtap from it (same lower device, mode, txqueuelen and ifindex, hence the same
+ * /dev/tap<ifindex> the kubelet keeps handing to the pod) after a sandbox was recreated or the node rebooted.
+ * Written by the device plugin under the device's lock; read by both.
+ */
+import { RESOURCE_PREFIX } from '../naming';
+import { RecordStore } from './store';
+import { allocationName, deviceIdProblem } from './names';
+import { equal, ifname, integer, isoTime, object, oneOf, RecordProblem, string, version } from './schema';
+
+export const ALLOCATION_VERSION = 1;
+
+export interface AllocationRecord {
+  version: 1;
+  deviceID: string;
+  /** `macvtap.network.kubevirt.io/<name>`. */
+  resource: string;
+  /** Host-side link name: `mvt` + 12 hex digits of xxhash64(deviceID). */
+  linkName: string;
+  lowerDevice: string;
+  mode: AllocationMode;
+  /** The ifindex the link was created with; /dev/tap<ifindex> is what the kubelet hands to the pod. */
+  ifindex: number;
+  txqueuelen: number;
+  /** ISO time of the Allocate. */
+  allocatedAt: string;
+}
+
+/** The modes the device plugin allocates (kubevirt's: `source` needs per-device MACs and is not offered). */
+export const ALLOCATION_MODES = ['bridge', 'vepa', 'private', 'passthru'] as const;
+export type AllocationMode = (typeof ALLOCATION_MODES)[number];
+
+/** The device plugin's link name pattern (the exact hash is checked where it is computed). */
+const LINK_NAME_RE = /^mvt[0-9a-f]{12}$/;
+
+/** Checks an allocation record read from `allocations/<name>`; throws RecordProblem. */
+export function parseAllocation(value: unknown, fileName?: string): AllocationRecord {
+  const rec = object(value, 'the record');
+  version(rec, ALLOCATION_VERSION);
+  const deviceID = string(rec, 'deviceID', 256);
+  const problem = deviceIdProblem(deviceID);
+  if (problem) throw new RecordProblem(`deviceID ${problem}`);
+  if (fileName !== undefined && fileName !== allocationName(deviceID))
+    throw new RecordProblem(`deviceID ${JSON.stringify(deviceID)} does not match the file name`);
+  const resource = string(rec, 'resource', 300);
+  if (!resource.startsWith(`${RESOURCE_PREFIX}/`))
+    throw new RecordProblem(`resource ${JSON.stringify(resource)} is not a ${RESOURCE_PREFIX} resource`);
+  const linkName = ifname(rec, 'linkName');
+  if (!LINK_NAME_RE.test(linkName))
+    throw new RecordProblem(`linkName ${JSON.stringify(linkName)} is not the device plugin's mvt<hash> name`);
+  const out: AllocationRecord = {
+    version: 1,
+    deviceID,
+    resource,
+    linkName,
+    lowerDevice: ifname(rec, 'lowerDevice'),
+    mode: oneOf(rec, 'mode', ALLOCATION_MODES),
+    ifindex: integer(rec, 'ifindex', 1, 0x7fffffff),
+    txqueuelen: integer(rec, 'txqueuelen', 0, 0xffffffff),
+    allocatedAt: isoTime(rec, 'allocatedAt'),
+  };
+  equal(rec, 'version', 1);
+  return out;
+}
+
+export class AllocationStore extends RecordStore<AllocationRecord> {
+  protected parse(value: unknown, name: string): AllocationRecord {
+    return parseAllocation(value, name);
+  }
+
+  /** The record of `deviceID`, or undefined (none, or one that cannot be trusted: reported). */
+  read(deviceID: string): AllocationRecord | undefined {
+    return this.readRecord(allocationName(deviceID));
+  }
+
+  /** Writes (or replaces) the record durably. The caller holds the device's lock. */
+  write(record: AllocationRecord): void {
+    this.writeRecord(allocationName(record.deviceID), parseAllocation(record));
+  }
+
+  /** write() with the fsyncs and the rename on the thread pool (the daemon's event loop keeps running). */
+  async writeAsync(record: AllocationRecord): Promise<void> {
+    await this.writeRecordAsync(allocationName(record.deviceID), parseAllocation(record));
+  }
+
+  remove(deviceID: string): boolean {
+    return this.removeRecord(allocationName(deviceID));
+  }
+
+  /** Device IDs that have a record file (readable or not). */
+  list(): string[] {
+    return this.names()
+      .filter((n) => n.endsWith('.json'))
+      .map((n) => n.slice(0, -'.json'.length))
+      .filter((id) => !deviceIdProblem(id));
+  }
+}
