@@ -6,6 +6,7 @@
 import * as path from 'node:path';
 import { Netns } from '../netlink';
 import { AllocationStore } from '../naming/allocations';
+import { NodeState } from '../state';
 import { CHECKPOINT_NAME } from '../kubelet/checkpoint';
 import { errorMessage, Logger } from '../util/log';
 import type { Daemon } from './daemon';
@@ -40,6 +41,7 @@ export class Operations {
   private reclaimer: Reclaimer | undefined;
   private statusLog: StatusLog | undefined;
   private netns: Netns | undefined;
+  private state: NodeState | undefined;
   private readonly opts: OperationsOptions;
   private readonly store: AllocationStore;
 
@@ -85,9 +87,11 @@ export class Operations {
     if (!reclaim) return;
     const { Reclaimer } = await import('./reclaim');
     this.netns = Netns.current();
+    const state = (this.state = NodeState.open(this.opts.stateDir, { log: log.child({ component: 'state' }) }));
     this.reclaimer = new Reclaimer({
       netns: this.netns,
-      store: this.store,
+      store: state.allocations,
+      tryLock: (id) => state.tryLock(id, { program: 'macvtap-deviceplugin', verb: 'reclaim' }),
       exclusive: (fn) => daemon.exclusive(fn),
       resources: () => daemon.status().resources.map((r) => r.config),
       podResourcesSocket: reclaim.podResourcesSocket,
@@ -111,6 +115,7 @@ export class Operations {
     this.reclaimer?.stop();
     await this.reclaimer?.idle();
     this.netns?.close();
+    this.state?.close();
     await this.http?.stop();
   }
 }

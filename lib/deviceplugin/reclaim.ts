@@ -10,8 +10,9 @@
  * Safety:
  * - Only links of the host namespace are looked at and deleted, by name, after checking the name is ours and
  *   the link is a macvtap: a link moved into a pod's namespace is not in the host namespace under that name.
- * - Each device is re-checked and reclaimed while no Allocate runs (the allocator's queue), so a device the
- *   kubelet hands out again meanwhile is seen with its fresh record and kept.
+ * - Each device is re-checked and reclaimed under its lock (lib/state's per-device flock, which every CNI verb and
+ *   Allocate take; a device whose lock is busy waits for the next pass) and while no Allocate of this process
+ *   runs, so a device the kubelet hands out again meanwhile is seen with its fresh record and kept.
  * - Age is the record's allocation time; a link with no record is aged from when this process first saw it
  *   unheld. A pod still starting holds its device (the kubelet records the assignment when Allocate answers);
  *   the grace period covers the moment between the two.
@@ -19,7 +20,7 @@
 import * as fs from 'node:fs';
 import { charDeviceOf, Link, NetlinkError, Netns } from '../netlink';
 import { deviceId, hostLinkName, resourceName } from '../naming';
-import type { AllocationRecord, AllocationStore } from '../naming/allocations';
+import type { AllocationRecord } from '../state';
 import { CheckpointError, MACVTAP_RESOURCE_PREFIX, readCheckpoint } from '../kubelet/checkpoint';
 import { errorMessage, Logger } from '../util/log';
 import type { ResourceConfig } from './config';
@@ -33,8 +34,11 @@ export type AssignmentSource = 'pod-resources' | 'checkpoint';
 export interface ReclaimOptions {
   /** The host namespace (the daemon's own), through a handle of the reclaimer's own. */
   netns: Netns;
-  store: AllocationStore;
-  /** Runs `fn` while no Allocate is in flight (the allocator's queue). */
+  /** The allocation records (lib/state). */
+  store: { list(): string[]; read(deviceID: string): AllocationRecord | undefined; remove(deviceID: string): unknown };
+  /** The device's lock (lib/state's flock, the one every CNI verb and Allocate take), if it is free now. */
+  tryLock(deviceID: string): { release(): void } | undefined;
+  /** Runs `fn` while no Allocate of this process is in flight (the allocator's queue). */
   exclusive<T>(fn: () => Promise<T>): Promise<T>;
   /** The configured resources, to map link names back to device IDs when there is no record. */
   resources(): ResourceConfig[];
@@ -232,8 +236,28 @@ export class Reclaimer {
     return now - seen;
   }
 
-  /** Re-checks one device and reclaims it; runs while no Allocate is in flight. */
+  /** Takes the device's lock and reclaims it; a device someone is working on now waits for the next pass. */
   private async reclaim(id: string, source: AssignmentSource, planned: number): Promise<ReclaimedDevice | undefined> {
+    let lock;
+    try {
+      lock = this.opts.tryLock(id);
+    } catch (err) {
+      this.log.warn('cannot take the lock of a device; leaving it', { device: id, err: errorMessage(err) });
+      return undefined;
+    }
+    if (!lock) {
+      this.log.debug('device is locked by another operation; next pass', { device: id });
+      return undefined;
+    }
+    try {
+      return await this.reclaimLocked(id, source, planned);
+    } finally {
+      lock.release();
+    }
+  }
+
+  /** Re-checks one device and reclaims it; runs under its lock while no Allocate is in flight. */
+  private async reclaimLocked(id: string, source: AssignmentSource, planned: number): Promise<ReclaimedDevice | undefined> {
     const record = this.opts.store.read(id);
     const linkName = record?.linkName ?? (await hostLinkName(id));
     const link = HOST_LINK_RE.test(linkName) ? ((await this.opts.netns.getLink(linkName)) ?? undefined) : undefined;

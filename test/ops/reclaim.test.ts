@@ -9,6 +9,8 @@ import * as grpc from '@grpc/grpc-js';
 import t from 'tap';
 import { hostLinkName } from '../../lib/naming';
 import { AllocationStore } from '../../lib/naming/allocations';
+import { NodeState } from '../../lib/state';
+import { Logger } from '../../lib/util/log';
 import { KubeletCheckpoint } from '../support/checkpoint';
 import { ip, ipLink, makeNetns, rootOnly } from '../support/kernel';
 import { PodResourcesStandIn } from '../support/podresources';
@@ -203,4 +205,22 @@ t.test('dry run: logged and counted, nothing removed', { skip: rootOnly }, async
   t.ok(s.store.read('dataplaneMvp1'), 'the record stays');
   const m = await s.scrape();
   t.ok((m.get(`macvtap_reclaimed_devices_total{resource="${RES}",reason="unassigned",mode="dry-run"}`) ?? 0) >= 1, 'counted as dry-run');
+});
+
+t.test('a device whose lock is held (a CNI verb at work) waits; it is reclaimed once the lock is free', { skip: rootOnly }, async (t) => {
+  const s = await setup(t, { args: ['--reclaim', 'on', '--reclaim-grace', '1', '--reclaim-interval', '1'] });
+  await s.kubelet.allocate(RES, [['dataplaneMvp2']], { podUID: 'pod-c' });
+  s.checkpoint.removePod('pod-c');
+  s.checkpoint.write();
+  const link = await hostLink(s.ns, 'dataplaneMvp2');
+  const state = NodeState.open(s.stateDir, { log: new Logger({ level: 'error' }) });
+  t.teardown(() => state.close());
+  const lock = state.tryLock('dataplaneMvp2', { program: 'test', verb: 'ADD' });
+  if (!lock) throw new Error('the test could not take the lock');
+  await s.daemon.waitForLog((l) => l.msg === 'device is locked by another operation; next pass' && l.device === 'dataplaneMvp2', 20000);
+  t.equal(ipLink(s.ns, link.name)?.ifindex, link.ifindex, 'the link stays while the lock is held');
+  t.ok(s.store.read('dataplaneMvp2'), 'and the record');
+  lock.release();
+  await s.daemon.waitForLog((l) => l.msg === 'reclaimed device' && l.device === 'dataplaneMvp2', 20000);
+  t.equal(ipLink(s.ns, link.name), undefined, 'reclaimed after the release');
 });
