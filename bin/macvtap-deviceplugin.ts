@@ -21,6 +21,8 @@ import {
   parseIfindexRange,
   readConfig,
 } from '../lib/deviceplugin';
+import { Operations } from '../lib/deviceplugin/ops';
+import { OPS_USAGE, OpsFlags } from '../lib/deviceplugin/ops-flags';
 
 const PROGRAM = 'macvtap-deviceplugin';
 
@@ -37,7 +39,7 @@ Options:
   --log-level LEVEL           ${LOG_LEVELS.join(' | ')} (default info)
   --ifindex-range FROM-TO     create macvtaps only with ifindexes in this range (default: the kernel's choice)
   --discover-kinds K1,K2      with [], also offer links of these kinds (default: physical NICs and bonds only)
-  --help                      show this help
+${OPS_USAGE}  --help                      show this help
 `;
 
 class UsageError extends Error {}
@@ -49,10 +51,17 @@ interface Options {
   logLevel: LogLevel;
   ifindexRange?: IfindexRange;
   discoverKinds: string[];
+  ops: OpsFlags;
 }
 
 function parseArgs(argv: string[]): Options | 'help' {
-  const opts: Options = { pluginDir: DEFAULT_PLUGIN_DIR, stateDir: DEFAULT_STATE_DIR, logLevel: 'info', discoverKinds: [] };
+  const opts: Options = {
+    pluginDir: DEFAULT_PLUGIN_DIR,
+    stateDir: DEFAULT_STATE_DIR,
+    logLevel: 'info',
+    discoverKinds: [],
+    ops: new OpsFlags(),
+  };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     if (arg === '--help' || arg === '-h') return 'help';
@@ -98,6 +107,10 @@ function parseArgs(argv: string[]): Options | 'help' {
           .filter(Boolean);
         break;
       default:
+        if (OpsFlags.knows(flag)) {
+          opts.ops.set(flag, value());
+          break;
+        }
         throw new UsageError(`unknown argument ${JSON.stringify(arg)} (see --help)`);
     }
   }
@@ -156,6 +169,12 @@ async function main(): Promise<void> {
     process.exit(1);
   });
 
+  let ops;
+  try {
+    ops = opts.ops.resolve(process.env, opts.pluginDir);
+  } catch (err) {
+    fail(errorMessage(err), 2);
+  }
   const daemon = new Daemon({
     pluginDir: opts.pluginDir,
     stateDir: opts.stateDir,
@@ -165,23 +184,33 @@ async function main(): Promise<void> {
     discoverKinds: opts.discoverKinds,
     log,
   });
+  const operations = new Operations({ daemon, log, pluginDir: opts.pluginDir, stateDir: opts.stateDir, ...ops });
   let stopping = false;
   const shutdown = (signal: string): void => {
     if (stopping) return;
     stopping = true;
     log.info('stopping', { signal });
-    daemon.stop().then(
-      () => process.exit(0),
-      (err) => {
-        log.error('stopping failed', { err: errorMessage(err) });
-        process.exit(1);
-      },
-    );
+    daemon
+      .stop()
+      .then(() => operations.stop())
+      .then(
+        () => process.exit(0),
+        (err) => {
+          log.error('stopping failed', { err: errorMessage(err) });
+          process.exit(1);
+        },
+      );
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
   try {
+    await operations.listen();
+  } catch (err) {
+    fail(errorMessage(err), 1);
+  }
+  try {
     await daemon.start();
+    await operations.start();
   } catch (err) {
     log.error('cannot start', { err: errorMessage(err) });
     process.exit(1);

@@ -161,6 +161,11 @@ export class Allocator {
     return out;
   }
 
+  /** Runs `fn` while no Allocate is in flight (later requests wait for it): for work that must not race one. */
+  exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    return this.queue.run(fn);
+  }
+
   /** Retires a leftover macvtap of this name (a pod that went away leaves its link behind on failures). */
   private async retireStale(linkName: string): Promise<void> {
     const stale = await this.netns.getLink(linkName);

@@ -8,7 +8,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Netns } from '../netlink';
+import { LinkEvent, Netns } from '../netlink';
 import { AllocationStore } from '../naming/allocations';
 import { Allocator, IfindexRange, isRetired } from './allocator';
 import { KUBELET_SOCKET } from './api';
@@ -26,6 +26,7 @@ import {
   sameResource,
 } from './config';
 import { readConfigFile } from './config-file';
+import { DaemonEvents, DaemonStatus } from './events';
 import { LinkTable } from './links';
 import { errorMessage, Logger } from '../util/log';
 import { ResourcePlugin } from './resource';
@@ -81,6 +82,9 @@ export class Daemon {
   private stopped = false;
   /** Names of discovered resources at the last reconcile, to notice when discovery changes. */
   private discovered = new Set<string>();
+  /** What the daemon does, for metrics, status lines and reclamation (see events.ts). */
+  readonly events = new DaemonEvents();
+  private reconcilingSince: number | undefined;
 
   constructor(opts: DaemonOptions) {
     this.opts = opts;
@@ -105,6 +109,8 @@ export class Daemon {
 
   async start(): Promise<void> {
     this.links.on('change', (names: Set<string>) => this.onLinks(names));
+    this.links.on('event', (e: LinkEvent) => this.events.emit('linkEvent', { type: e.type }));
+    this.links.on('resync', (reason: string) => this.events.emit('linkResync', { reason }));
     await this.links.start();
     for (const link of this.links.all()) if (isRetired(link)) this.allocator.reap(link.index);
     fs.mkdirSync(this.opts.pluginDir, { recursive: true });
@@ -118,6 +124,29 @@ export class Daemon {
       resources: [...this.plugins.values()].map((p) => p.resource),
       ifindexRange: this.opts.ifindexRange,
     });
+  }
+
+  /** Runs `fn` while no Allocate is in flight (see Allocator.exclusive). */
+  exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    return this.allocator.exclusive(fn);
+  }
+
+  /** A snapshot of every resource and of what the daemon depends on (for health endpoints and metrics). */
+  status(): DaemonStatus {
+    const kubelet = this.kubeletIdentity();
+    return {
+      resources: [...this.plugins.values()].map((p) => ({
+        resource: p.resource,
+        config: p.config,
+        healthy: p.isHealthy,
+        registered: kubelet !== undefined && p.registeredWith === kubelet,
+        streams: p.streamCount,
+        lower: this.links.byName(p.config.lowerDevice),
+      })),
+      kubeletSocket: kubelet !== undefined,
+      linkEvents: this.links.subscribed,
+      reconcilingSince: this.reconcilingSince,
+    };
   }
 
   /** Sends empty device lists, ends streams, stops every server and removes our sockets. */
@@ -216,6 +245,7 @@ export class Daemon {
       if (this.configText === undefined) return;
       this.configText = undefined;
       this.log.error('configuration file is unreadable; keeping the running configuration', { file, problem: errorMessage(err) });
+      this.events.emit('configReload', { result: 'unreadable' });
       return;
     }
     if (text === this.configText) return;
@@ -227,6 +257,7 @@ export class Daemon {
     } catch (err) {
       if (!(err instanceof ConfigError)) throw err;
       this.log.error('new configuration is invalid; keeping the running configuration', { file, problem: err.message });
+      this.events.emit('configReload', { result: 'rejected' });
       return;
     }
     for (const p of problems) logProblem(this.log, p);
@@ -237,6 +268,7 @@ export class Daemon {
     );
     this.config = config;
     if (kept.length) this.log.warn('entries skipped: keeping their running configuration', { file, resources: kept });
+    this.events.emit('configReload', { result: 'applied' });
     this.log.info('configuration reloaded', { file, config: this.config.discover ? 'discover' : this.config.resources });
     this.schedule();
   }
@@ -256,6 +288,7 @@ export class Daemon {
       this.again = true;
       return this.running;
     }
+    this.reconcilingSince = Date.now();
     this.running = (async () => {
       do {
         this.again = false;
@@ -271,6 +304,8 @@ export class Daemon {
       await this.running;
     } finally {
       this.running = undefined;
+      this.reconcilingSince = undefined;
+      if (!this.stopped) this.events.emit('reconciled');
     }
   }
 
@@ -320,6 +355,7 @@ export class Daemon {
       const lower = config.lowerDevice === undefined ? undefined : this.links.byName(config.lowerDevice);
       if (!existing) {
         const plugin = new ResourcePlugin(config, this.opts.pluginDir, this.allocator, this.log);
+        plugin.events = this.events;
         plugin.updateHealth(lower);
         this.plugins.set(name, plugin);
       } else if (!sameResource(existing.config, config)) {
@@ -346,6 +382,7 @@ export class Daemon {
         await plugin.register(kubelet);
       } catch (err) {
         failed = true;
+        this.events.emit('registrationFailed', { resource: plugin.resource });
         this.log.warn('registration with the kubelet failed; will retry', { resource: plugin.resource, err: errorMessage(err) });
       }
     }

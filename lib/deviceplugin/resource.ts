@@ -24,6 +24,7 @@ import {
   UNHEALTHY,
 } from './api';
 import { ResourceConfig, socketName } from './config';
+import type { AllocateResult, DaemonEvents } from './events';
 import { errorMessage, Logger } from '../util/log';
 
 /** What this plugin tells the kubelet (see GetDevicePluginOptions). */
@@ -56,6 +57,8 @@ export class ResourcePlugin {
   private healthy = false;
   /** Identity of the kubelet we last registered with (see Daemon); undefined when not registered. */
   registeredWith: string | undefined;
+  /** Where Allocate outcomes and registrations are reported (set by the Daemon). */
+  events: DaemonEvents | undefined;
 
   constructor(config: ResourceConfig, pluginDir: string, allocator: Allocator, log: Logger) {
     this.config = config;
@@ -151,6 +154,7 @@ export class ResourcePlugin {
     }
     this.registeredWith = kubelet;
     this.log.info('registered with the kubelet', { endpoint: request.endpoint });
+    this.events?.emit('registered', { resource: this.resource });
   }
 
   /** Tells the kubelet there are no devices, ends every stream, stops serving and removes our socket. */
@@ -196,9 +200,21 @@ export class ResourcePlugin {
         cb: grpc.sendUnaryData<PreferredAllocationResponse>,
       ) => cb(null, this.preferredAllocation(call.request)),
       Allocate: (call: grpc.ServerUnaryCall<AllocateRequest, AllocateResponse>, cb: grpc.sendUnaryData<AllocateResponse>) => {
+        const started = process.hrtime.bigint();
+        const report = (result: AllocateResult): void => {
+          const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+          const devices = call.request.container_requests.reduce((n, c) => n + c.devices_ids.length, 0);
+          this.events?.emit('allocate', { resource: this.resource, devices, result, seconds });
+        };
         this.allocate(call.request).then(
-          (response) => cb(null, response),
-          (err: unknown) => cb(toStatus(err)),
+          (response) => {
+            report('ok');
+            cb(null, response);
+          },
+          (err: unknown) => {
+            report(err instanceof AllocateError ? err.kind : 'internal');
+            cb(toStatus(err));
+          },
         );
       },
       PreStartContainer: (_call: grpc.ServerUnaryCall<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) => cb(null, {}),

@@ -215,10 +215,22 @@ t.test('the DaemonSet runs the device plugin and installs the CNI plugin as issu
   );
   t.equal(hostPathMountedAt(main, '/dev'), '/dev', "tap nodes are made in the host's /dev");
 
-  // Probes as kubevirt's: the glob matches the sockets the device plugin creates.
-  const probeCommand = 'ls /var/lib/kubelet/device-plugins/macvtap.network.kubevirt.io*';
-  for (const probe of [main.readinessProbe, main.livenessProbe]) t.same(probe.exec.command, ['/bin/sh', '-c', probeCommand]);
-  t.ok(socketName('dataplane').startsWith(`${RESOURCE_PREFIX}`), 'socket names start with the probed prefix');
+  // Probes: the device plugin's own /readyz and /healthz on the port it serves metrics on.
+  const dp = main as {
+    command: string[];
+    ports?: unknown;
+    readinessProbe?: { httpGet?: unknown };
+    livenessProbe?: { httpGet?: unknown };
+    env?: { name: string; value?: string }[];
+  };
+  t.ok(dp.command.includes('--metrics-listen=:9735'), 'metrics and health on the host network');
+  t.ok(dp.command.includes('--metrics-on-error=exit'), 'a taken port fails the pod instead of leaving probes that cannot pass');
+  t.same(dp.ports, [{ name: 'metrics', containerPort: 9735, protocol: 'TCP' }]);
+  t.same(dp.readinessProbe?.httpGet, { path: '/readyz', port: 'metrics' });
+  t.same(dp.livenessProbe?.httpGet, { path: '/healthz', port: 'metrics' });
+  t.equal(hostPathMountedAt(main, '/var/lib/kubelet/pod-resources'), '/var/lib/kubelet/pod-resources', 'the pod-resources API is mounted');
+  t.match(byName(dp.env, 'NODE_OPTIONS')?.value, /--max-old-space-size=\d+/, 'a heap limit is set');
+  t.ok(socketName('dataplane').startsWith(`${RESOURCE_PREFIX}`), 'socket names start with the resource prefix');
 });
 
 t.test('the example overlay turns every knob', { skip: noKubectl }, async (t) => {
