@@ -141,7 +141,7 @@ export class Daemon {
         healthy: p.isHealthy,
         registered: kubelet !== undefined && p.registeredWith === kubelet,
         streams: p.streamCount,
-        lower: this.links.byName(p.config.lowerDevice),
+        lower: p.config.lowerDevice === undefined ? undefined : this.links.byName(p.config.lowerDevice),
       })),
       kubeletSocket: kubelet !== undefined,
       linkEvents: this.links.subscribed,
