@@ -122,9 +122,9 @@ async function inner(podNs: string, stateDir: string, n: number): Promise<void> 
   const d = median(times.durable);
   const b = median(times.nofsync);
   console.log(`\nADD in-process (${n} each, interleaved, medians; each followed by a DEL):`);
-  console.log(`  without fsync (baseline)       ${ms(b)}`);
-  console.log(`  durable (fsyncs overlap the move) ${ms(d)}`);
-  console.log(`  added by durability            ${ms(d - b)}  (${(d / b).toFixed(3)}x)`);
+  console.log(`  without fsync (baseline)      ${ms(b)}`);
+  console.log(`  durable (fsyncs overlap move) ${ms(d)}`);
+  console.log(`  added by durability           ${ms(d - b)}  (${(d / b).toFixed(3)}x)`);
 }
 
 function outer(): void {
