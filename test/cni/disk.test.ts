@@ -10,6 +10,9 @@ import { rootOnly } from '../support/kernel';
 import { fill, mountTmpfs, tempDir, unmount } from '../state/helpers';
 import { addMacvtap, cni, conf, ipLink, linkOf, makeScene, PLUGIN, Scene, world, writeAllocation } from './harness';
 
+// Many real processes and kernel moves: longer than .taprc's per-file default on a loaded machine.
+t.setTimeout(900_000);
+
 /** A scene whose state directory is `<tmpfs>/state`; returns the mount point. */
 function tmpfsState(t: Parameters<typeof tempDir>[0], s: Scene, options: string): string {
   const mnt = path.join(tempDir(t, 'macvtap-cni-mnt-'), 'fs');

@@ -20,6 +20,9 @@ import {
   writeAllocation,
 } from './harness';
 
+// Many real processes and kernel moves: longer than .taprc's per-file default on a loaded machine.
+t.setTimeout(900_000);
+
 /** Runs the plugin with a fault armed; resolves when it died at that step (or, if it never got there, ended). */
 function crash(s: Scene, call: CniCall, fault: string): Promise<{ killed: boolean; stderr: string }> {
   const env: NodeJS.ProcessEnv = {

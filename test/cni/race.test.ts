@@ -9,6 +9,9 @@ import t from 'tap';
 import { makeNetns, rootOnly } from '../support/kernel';
 import { addMacvtap, ipLink, makeScene, stateEntries, writeAllocation } from './harness';
 
+// Many real processes and kernel moves: longer than .taprc's per-file default on a loaded machine.
+t.setTimeout(900_000);
+
 const ROUNDS = 500;
 const PLUGIN_LIB = path.resolve(__dirname, '..', '..', 'dist', 'lib', 'cni', 'plugin.js');
 
