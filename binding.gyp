@@ -4,6 +4,7 @@
       "target_name": "macvtap_native",
       "sources": [
         "native/addon.cc",
+        "native/addon_data.cc",
         "native/args.cc",
         "native/child.cc",
         "native/devnode.cc",
@@ -20,7 +21,8 @@
       "defines": [
         "NAPI_VERSION=8",
         "NAPI_DISABLE_CPP_EXCEPTIONS",
-        "NODE_ADDON_API_DISABLE_DEPRECATED"
+        "NODE_ADDON_API_DISABLE_DEPRECATED",
+        "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS"
       ],
       "cflags!": [
         "-fno-exceptions"

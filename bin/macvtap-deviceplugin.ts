@@ -7,17 +7,22 @@ import { DEFAULT_STATE_DIR } from '../lib/naming/allocations';
 import {
   CONFIG_ENV,
   ConfigError,
+  ConfigProblem,
   ConfigSource,
   Daemon,
   DEFAULT_PLUGIN_DIR,
+  describeProblem,
   errorMessage,
   IfindexRange,
   LOG_LEVELS,
   Logger,
   LogLevel,
+  logProblem,
   parseIfindexRange,
   readConfig,
 } from '../lib/deviceplugin';
+import { Operations } from '../lib/deviceplugin/ops';
+import { OPS_USAGE, OpsFlags } from '../lib/deviceplugin/ops-flags';
 
 const PROGRAM = 'macvtap-deviceplugin';
 
@@ -34,7 +39,7 @@ Options:
   --log-level LEVEL           ${LOG_LEVELS.join(' | ')} (default info)
   --ifindex-range FROM-TO     create macvtaps only with ifindexes in this range (default: the kernel's choice)
   --discover-kinds K1,K2      with [], also offer links of these kinds (default: physical NICs and bonds only)
-  --help                      show this help
+${OPS_USAGE}  --help                      show this help
 `;
 
 class UsageError extends Error {}
@@ -46,10 +51,17 @@ interface Options {
   logLevel: LogLevel;
   ifindexRange?: IfindexRange;
   discoverKinds: string[];
+  ops: OpsFlags;
 }
 
 function parseArgs(argv: string[]): Options | 'help' {
-  const opts: Options = { pluginDir: DEFAULT_PLUGIN_DIR, stateDir: DEFAULT_STATE_DIR, logLevel: 'info', discoverKinds: [] };
+  const opts: Options = {
+    pluginDir: DEFAULT_PLUGIN_DIR,
+    stateDir: DEFAULT_STATE_DIR,
+    logLevel: 'info',
+    discoverKinds: [],
+    ops: new OpsFlags(),
+  };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     if (arg === '--help' || arg === '-h') return 'help';
@@ -95,6 +107,10 @@ function parseArgs(argv: string[]): Options | 'help' {
           .filter(Boolean);
         break;
       default:
+        if (OpsFlags.knows(flag)) {
+          opts.ops.set(flag, value());
+          break;
+        }
         throw new UsageError(`unknown argument ${JSON.stringify(arg)} (see --help)`);
     }
   }
@@ -129,12 +145,20 @@ async function main(): Promise<void> {
     fail(`no configuration: set ${CONFIG_ENV} to a JSON array (or [] for one resource per NIC), or pass --config FILE`, 2);
   }
   let config;
+  const problems: ConfigProblem[] = [];
   try {
-    config = readConfig(source, opts.pluginDir).config;
+    config = readConfig(source, opts.pluginDir, (p) => problems.push(p)).config;
   } catch (err) {
     fail(err instanceof ConfigError ? err.message : errorMessage(err), 2);
   }
   if (source.kind === 'file' && envText !== undefined) log.warn(`--config given: ignoring ${CONFIG_ENV}`);
+  for (const p of problems) logProblem(log, p);
+  // A bad entry is skipped and the others serve; only a configuration with nothing left to serve stops here.
+  if (!config.discover && config.resources.length === 0) {
+    const skipped = problems.filter((p) => p.level === 'error');
+    const more = skipped.length > 1 ? ` (and ${skipped.length - 1} more, logged on stdout)` : '';
+    fail(`nothing to serve: every entry was skipped; ${describeProblem(skipped[0])}${more}`, 2);
+  }
 
   process.on('uncaughtException', (err) => {
     log.error('unexpected failure; exiting', { err: errorMessage(err) });
@@ -145,6 +169,12 @@ async function main(): Promise<void> {
     process.exit(1);
   });
 
+  let ops;
+  try {
+    ops = opts.ops.resolve(process.env, opts.pluginDir);
+  } catch (err) {
+    fail(errorMessage(err), 2);
+  }
   const daemon = new Daemon({
     pluginDir: opts.pluginDir,
     stateDir: opts.stateDir,
@@ -154,23 +184,33 @@ async function main(): Promise<void> {
     discoverKinds: opts.discoverKinds,
     log,
   });
+  const operations = new Operations({ daemon, log, pluginDir: opts.pluginDir, stateDir: opts.stateDir, ...ops });
   let stopping = false;
   const shutdown = (signal: string): void => {
     if (stopping) return;
     stopping = true;
     log.info('stopping', { signal });
-    daemon.stop().then(
-      () => process.exit(0),
-      (err) => {
-        log.error('stopping failed', { err: errorMessage(err) });
-        process.exit(1);
-      },
-    );
+    daemon
+      .stop()
+      .then(() => operations.stop())
+      .then(
+        () => process.exit(0),
+        (err) => {
+          log.error('stopping failed', { err: errorMessage(err) });
+          process.exit(1);
+        },
+      );
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
   try {
+    await operations.listen();
+  } catch (err) {
+    fail(errorMessage(err), 1);
+  }
+  try {
     await daemon.start();
+    await operations.start();
   } catch (err) {
     log.error('cannot start', { err: errorMessage(err) });
     process.exit(1);

@@ -1,6 +1,7 @@
 // Module entry: registers the native surface described in lib/netlink/native.ts.
 #include <napi.h>
 
+#include "addon_data.h"
 #include "args.h"
 #include "devnode.h"
 #include "errors.h"
@@ -22,6 +23,7 @@ Napi::Value InitErrors(const Napi::CallbackInfo& info) {
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  SetUpAddonData(env);
   exports.Set("init", Napi::Function::New<InitErrors>(env, "init"));
   exports.Set("NetlinkSocket", NetlinkSocket::Init(env));
   exports.Set("nsOpen", Napi::Function::New<NsOpen>(env, "nsOpen"));

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <string>
 
+#include "addon_data.h"
 #include "args.h"
 #include "child.h"
 #include "errors.h"
@@ -226,6 +227,7 @@ Napi::Value NsOpen(const Napi::CallbackInfo& info) {
   std::string why;
   int fd = OpenNetns(path, &why);
   if (fd < 0) return ThrowNetlinkError(env, -fd, "open network namespace", path, "", why);
+  OwnFd(env, fd);
   return Napi::Number::New(env, fd);
 }
 
@@ -279,6 +281,7 @@ Napi::Value SysfsMount(const Napi::CallbackInfo& info) {
   if (int err = RunInChild(MountChild, &args, CLONE_FILES, &why)) {
     return ThrowNetlinkError(env, err, "mount sysfs of namespace", "", "", why);
   }
+  OwnFd(env, args.mount_fd);
   return Napi::Number::New(env, args.mount_fd);
 }
 
@@ -318,7 +321,10 @@ Napi::Value ReadAt(const Napi::CallbackInfo& info) {
 Napi::Value CloseFd(const Napi::CallbackInfo& info) {
   int64_t fd = 0;
   if (!ArgInt(info, 0, "fd", -1, INT32_MAX, &fd)) return info.Env().Undefined();
-  if (fd >= 0) close(static_cast<int>(fd));
+  if (fd >= 0) {
+    ForgetFd(info.Env(), static_cast<int>(fd));
+    close(static_cast<int>(fd));
+  }
   return info.Env().Undefined();
 }
 

@@ -30,15 +30,20 @@ export function setProtoRoot(dir: string): void {
 
 /** The api.proto file: under the root set by setProtoRoot, else searched upwards from this module (works from lib/ under ts and from dist/lib/). */
 export function protoFile(): string {
-  if (protoRoot !== undefined) return path.join(protoRoot, PROTO_RELATIVE);
+  return protoPath(PROTO_RELATIVE);
+}
+
+/** A file under proto/ (`relative` includes the leading `proto/`), found as protoFile() finds api.proto. */
+export function protoPath(relative: string): string {
+  if (protoRoot !== undefined) return path.join(protoRoot, relative);
   const tried: string[] = [];
   for (let dir = __dirname; ; dir = path.dirname(dir)) {
-    const candidate = path.join(dir, PROTO_RELATIVE);
+    const candidate = path.join(dir, relative);
     tried.push(candidate);
     if (fs.existsSync(candidate)) return candidate;
     if (path.dirname(dir) === dir) break;
   }
-  throw new Error(`device plugin API definition not found; tried: ${tried.join(', ')}`);
+  throw new Error(`API definition ${relative} not found; tried: ${tried.join(', ')}`);
 }
 
 export interface DevicePluginOptions {

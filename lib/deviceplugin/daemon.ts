@@ -8,20 +8,25 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Netns } from '../netlink';
+import { LinkEvent, Netns } from '../netlink';
 import { AllocationStore } from '../naming/allocations';
 import { Allocator, IfindexRange, isRetired } from './allocator';
 import { KUBELET_SOCKET } from './api';
 import {
   ConfigError,
+  ConfigProblem,
   discoveredResource,
   isDiscoverable,
+  logProblem,
+  mergeReload,
   parseConfig,
   PluginConfig,
   ResourceConfig,
   resourceNameProblem,
   sameResource,
 } from './config';
+import { readConfigFile } from './config-file';
+import { DaemonEvents, DaemonStatus } from './events';
 import { LinkTable } from './links';
 import { errorMessage, Logger } from '../util/log';
 import { ResourcePlugin } from './resource';
@@ -47,16 +52,14 @@ const RETRY_MAX_MS = 10000;
 /** Coalesces the burst of events one ConfigMap update or editor save produces. */
 const CONFIG_SETTLE_MS = 20;
 
-/** Reads a configuration source; throws ConfigError. */
-export function readConfig(source: ConfigSource, pluginDir?: string): { text: string; config: PluginConfig } {
-  if (source.kind === 'env') return { text: source.text, config: parseConfig(source.text, source.name, pluginDir) };
-  let text: string;
-  try {
-    text = fs.readFileSync(source.path, 'utf8');
-  } catch (err) {
-    throw new ConfigError(source.path, `cannot read the file: ${(err as NodeJS.ErrnoException).code ?? errorMessage(err)}`);
-  }
-  return { text, config: parseConfig(text, source.path, pluginDir) };
+/** Reads and parses a configuration source; hands every warning and skipped entry to `onProblem`; throws ConfigError. */
+export function readConfig(
+  source: ConfigSource,
+  pluginDir?: string,
+  onProblem?: (p: ConfigProblem) => void,
+): { text: string; config: PluginConfig } {
+  const text = source.kind === 'env' ? source.text : readConfigFile(source.path);
+  return { text, config: parseConfig(text, source.kind === 'env' ? source.name : source.path, pluginDir, onProblem) };
 }
 
 export class Daemon {
@@ -79,6 +82,9 @@ export class Daemon {
   private stopped = false;
   /** Names of discovered resources at the last reconcile, to notice when discovery changes. */
   private discovered = new Set<string>();
+  /** What the daemon does, for metrics, status lines and reclamation (see events.ts). */
+  readonly events = new DaemonEvents();
+  private reconcilingSince: number | undefined;
 
   constructor(opts: DaemonOptions) {
     this.opts = opts;
@@ -103,6 +109,8 @@ export class Daemon {
 
   async start(): Promise<void> {
     this.links.on('change', (names: Set<string>) => this.onLinks(names));
+    this.links.on('event', (e: LinkEvent) => this.events.emit('linkEvent', { type: e.type }));
+    this.links.on('resync', (reason: string) => this.events.emit('linkResync', { reason }));
     await this.links.start();
     for (const link of this.links.all()) if (isRetired(link)) this.allocator.reap(link.index);
     fs.mkdirSync(this.opts.pluginDir, { recursive: true });
@@ -116,6 +124,29 @@ export class Daemon {
       resources: [...this.plugins.values()].map((p) => p.resource),
       ifindexRange: this.opts.ifindexRange,
     });
+  }
+
+  /** Runs `fn` while no Allocate is in flight (see Allocator.exclusive). */
+  exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    return this.allocator.exclusive(fn);
+  }
+
+  /** A snapshot of every resource and of what the daemon depends on (for health endpoints and metrics). */
+  status(): DaemonStatus {
+    const kubelet = this.kubeletIdentity();
+    return {
+      resources: [...this.plugins.values()].map((p) => ({
+        resource: p.resource,
+        config: p.config,
+        healthy: p.isHealthy,
+        registered: kubelet !== undefined && p.registeredWith === kubelet,
+        streams: p.streamCount,
+        lower: p.config.lowerDevice === undefined ? undefined : this.links.byName(p.config.lowerDevice),
+      })),
+      kubeletSocket: kubelet !== undefined,
+      linkEvents: this.links.subscribed,
+      reconcilingSince: this.reconcilingSince,
+    };
   }
 
   /** Sends empty device lists, ends streams, stops every server and removes our sockets. */
@@ -138,7 +169,8 @@ export class Daemon {
   private onLinks(names: Set<string>): void {
     if (this.stopped) return;
     for (const plugin of this.plugins.values()) {
-      if (names.has(plugin.config.lowerDevice)) plugin.updateHealth(this.links.byName(plugin.config.lowerDevice));
+      const lower = plugin.config.lowerDevice;
+      if (lower !== undefined && names.has(lower)) plugin.updateHealth(this.links.byName(lower));
     }
     if (this.config.discover) {
       const now = this.discoverNames();
@@ -187,7 +219,11 @@ export class Daemon {
    */
   private watchConfigFile(file: string): void {
     const dir = path.dirname(path.resolve(file));
-    this.configText = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : undefined;
+    try {
+      this.configText = readConfigFile(file);
+    } catch {
+      this.configText = undefined;
+    }
     try {
       this.configWatcher = fs.watch(dir, () => {
         clearTimeout(this.configTimer);
@@ -204,24 +240,35 @@ export class Daemon {
     const file = this.opts.source.path;
     let text: string;
     try {
-      text = fs.readFileSync(file, 'utf8');
+      text = readConfigFile(file);
     } catch (err) {
       if (this.configText === undefined) return;
       this.configText = undefined;
-      this.log.error('configuration file is unreadable; keeping the running configuration', {
-        file,
-        err: (err as NodeJS.ErrnoException).code ?? errorMessage(err),
-      });
+      this.log.error('configuration file is unreadable; keeping the running configuration', { file, problem: errorMessage(err) });
+      this.events.emit('configReload', { result: 'unreadable' });
       return;
     }
     if (text === this.configText) return;
     this.configText = text;
+    const problems: ConfigProblem[] = [];
+    let next: PluginConfig;
     try {
-      this.config = parseConfig(text, file, this.opts.pluginDir);
+      next = parseConfig(text, file, this.opts.pluginDir, (p) => problems.push(p));
     } catch (err) {
-      this.log.error('new configuration is invalid; keeping the running configuration', { file, problem: errorMessage(err) });
+      if (!(err instanceof ConfigError)) throw err;
+      this.log.error('new configuration is invalid; keeping the running configuration', { file, problem: err.message });
+      this.events.emit('configReload', { result: 'rejected' });
       return;
     }
+    for (const p of problems) logProblem(this.log, p);
+    const { config, kept } = mergeReload(
+      [...this.plugins.values()].map((p) => p.config),
+      next,
+      problems,
+    );
+    this.config = config;
+    if (kept.length) this.log.warn('entries skipped: keeping their running configuration', { file, resources: kept });
+    this.events.emit('configReload', { result: 'applied' });
     this.log.info('configuration reloaded', { file, config: this.config.discover ? 'discover' : this.config.resources });
     this.schedule();
   }
@@ -241,6 +288,7 @@ export class Daemon {
       this.again = true;
       return this.running;
     }
+    this.reconcilingSince = Date.now();
     this.running = (async () => {
       do {
         this.again = false;
@@ -256,6 +304,8 @@ export class Daemon {
       await this.running;
     } finally {
       this.running = undefined;
+      this.reconcilingSince = undefined;
+      if (!this.stopped) this.events.emit('reconciled');
     }
   }
 
@@ -302,9 +352,10 @@ export class Daemon {
     }
     for (const [name, config] of desired) {
       const existing = this.plugins.get(name);
-      const lower = this.links.byName(config.lowerDevice);
+      const lower = config.lowerDevice === undefined ? undefined : this.links.byName(config.lowerDevice);
       if (!existing) {
         const plugin = new ResourcePlugin(config, this.opts.pluginDir, this.allocator, this.log);
+        plugin.events = this.events;
         plugin.updateHealth(lower);
         this.plugins.set(name, plugin);
       } else if (!sameResource(existing.config, config)) {
@@ -331,6 +382,7 @@ export class Daemon {
         await plugin.register(kubelet);
       } catch (err) {
         failed = true;
+        this.events.emit('registrationFailed', { resource: plugin.resource });
         this.log.warn('registration with the kubelet failed; will retry', { resource: plugin.resource, err: errorMessage(err) });
       }
     }

@@ -11,6 +11,7 @@ const RESUBSCRIBE_MIN_MS = 100;
 const RESUBSCRIBE_MAX_MS = 5000;
 
 /**
+ * Emits `event` (LinkEvent) for every event and `resync` (reason) after every full re-read, for metrics.
  * Emits `change` with the set of link names whose state may have changed (a renamed link reports both names).
  * `byName()` always reflects every event delivered so far.
  */
@@ -47,6 +48,11 @@ export class LinkTable extends EventEmitter {
 
   all(): Link[] {
     return [...this.links.values()];
+  }
+
+  /** Whether the link-event subscription is open (false between a failure and the re-subscription). */
+  get subscribed(): boolean {
+    return this.watcher !== undefined && !this.watcher.closed;
   }
 
   stop(): void {
@@ -93,6 +99,7 @@ export class LinkTable extends EventEmitter {
 
   private apply(e: LinkEvent): void {
     this.buffered?.push(e);
+    this.emit('event', e);
     const changed = new Set<string>([e.link.name]);
     const old = this.links.get(e.link.index);
     if (old) changed.add(old.name);
@@ -130,6 +137,7 @@ export class LinkTable extends EventEmitter {
       changed.add(e.link.name);
     }
     this.log.debug('links re-read', { reason, links: fresh.length });
+    this.emit('resync', reason);
     this.emit('change', changed);
   }
 }

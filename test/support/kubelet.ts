@@ -10,10 +10,13 @@
  */
 import { EventEmitter } from 'node:events';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { protoFile } from '../../lib/deviceplugin/api';
+import type { KubeletCheckpoint, PodRef } from './checkpoint';
+import { Relay, startAuthorityRelay } from './h2-authority';
 
 export interface Registration {
   version: string;
@@ -75,6 +78,14 @@ function loadApi(): Api {
   return api;
 }
 
+export interface StandInOptions {
+  /**
+   * Accept registrations from grpc-go clients that send a socket path as `:authority` (kubevirt's device
+   * plugin does), which Node's http2 refuses: kubelet.sock is then a relay that rewrites it (h2-authority.ts).
+   */
+  grpcGoClients?: boolean;
+}
+
 /** Emits `registration` (Registration), `devices` (DeviceUpdate) and `streamEnd` (resource). */
 export class KubeletStandIn extends EventEmitter {
   readonly dir: string;
@@ -85,23 +96,42 @@ export class KubeletStandIn extends EventEmitter {
   rejectRegistrations: string | undefined;
   private server: grpc.Server | undefined;
   private readonly plugins = new Map<string, PluginConnection>();
+  /** With `grpcGoClients`: the relay on kubelet.sock and the private directory of the server behind it. */
+  private relay: { dir: string; server?: Relay } | undefined;
 
-  private constructor(dir: string) {
+  private constructor(dir: string, opts: StandInOptions) {
     super();
     this.dir = dir;
     this.socketPath = path.join(dir, 'kubelet.sock');
+    if (opts.grpcGoClients) this.relay = { dir: fs.mkdtempSync(path.join(os.tmpdir(), 'kubelet-relay-')) };
   }
 
-  /** Serves Registration on `<dir>/kubelet.sock` (the directory is created if needed). */
-  static async start(dir: string): Promise<KubeletStandIn> {
+  /**
+   * Serves Registration on `<dir>/kubelet.sock` (the directory is created if needed). With `external`, another
+   * server owns kubelet.sock (bench/h2register.ts, for Go clients: see there) and hands registrations to
+   * acceptRegistration(); restart() still deletes every socket, then the other server serves again.
+   */
+  static async start(dir: string, opts: StandInOptions & { external?: boolean } = {}): Promise<KubeletStandIn> {
     fs.mkdirSync(dir, { recursive: true });
-    const kubelet = new KubeletStandIn(dir);
+    const kubelet = new KubeletStandIn(dir, opts);
+    kubelet.external = opts.external ?? false;
     await kubelet.serve();
     return kubelet;
   }
 
+  private external = false;
+
+  /** Accepts a registration that arrived through another Registration server (see start's `external`). */
+  acceptRegistration(reg: Omit<Registration, 'at'>): Promise<void> {
+    return this.register({ ...reg, at: process.hrtime.bigint() });
+  }
+
   private async serve(): Promise<void> {
+    if (this.external) return;
     fs.rmSync(this.socketPath, { force: true });
+    // Behind the relay, the gRPC server listens in a private directory and kubelet.sock is the relay's.
+    const listenPath = this.relay ? path.join(this.relay.dir, 'kubelet.sock') : this.socketPath;
+    fs.rmSync(listenPath, { force: true });
     const server = new grpc.Server();
     server.addService(loadApi().Registration.service, {
       Register: (call: grpc.ServerUnaryCall<Omit<Registration, 'at'>, unknown>, cb: grpc.sendUnaryData<unknown>) => {
@@ -112,9 +142,10 @@ export class KubeletStandIn extends EventEmitter {
       },
     });
     await new Promise<void>((resolve, reject) =>
-      server.bindAsync(`unix:${this.socketPath}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())),
+      server.bindAsync(`unix:${listenPath}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())),
     );
     this.server = server;
+    if (this.relay) this.relay.server = await startAuthorityRelay(this.socketPath, listenPath);
   }
 
   private async register(reg: Registration): Promise<void> {
@@ -246,8 +277,29 @@ export class KubeletStandIn extends EventEmitter {
   }
 
   /** Allocate: one inner array of device IDs per container. Rejects with the plugin's gRPC error. */
-  allocate(resource: string, ids: string[][]): Promise<AllocateResponse> {
-    return this.unary(resource, 'Allocate', { containerRequests: ids.map((devicesIds) => ({ devicesIds })) });
+  async allocate(resource: string, ids: string[][], pod?: PodRef): Promise<AllocateResponse> {
+    const response = await this.unary<AllocateResponse>(resource, 'Allocate', {
+      containerRequests: ids.map((devicesIds) => ({ devicesIds })),
+    });
+    if (pod) this.checkpoint?.recordAllocation(resource, ids, response, pod, this.healthyDevices());
+    return response;
+  }
+
+  /**
+   * The device-manager checkpoint this kubelet keeps (support/checkpoint.ts), if a test gave it one: then
+   * `allocate(..., pod)` records the pod's devices and rewrites the file as the kubelet does.
+   */
+  checkpoint: KubeletCheckpoint | undefined;
+
+  /** Resource -> its healthy device IDs (the kubelet checkpoints these as RegisteredDevices). */
+  healthyDevices(): Map<string, string[]> {
+    const out = new Map<string, string[]>();
+    for (const [resource, conn] of this.plugins)
+      out.set(
+        resource,
+        (conn.devices ?? []).filter((d) => d.health === 'Healthy').map((d) => d.ID),
+      );
+    return out;
   }
 
   getDevicePluginOptions(resource: string): Promise<{ preStartRequired: boolean; getPreferredAllocationAvailable: boolean }> {
@@ -294,6 +346,11 @@ export class KubeletStandIn extends EventEmitter {
 
   /** Closes the Registration server; resolves once its listener is closed (it unlinks its path then). */
   private async closeServer(): Promise<void> {
+    const relay = this.relay?.server;
+    if (relay && this.relay) {
+      this.relay.server = undefined;
+      await relay.close();
+    }
     const server = this.server;
     this.server = undefined;
     if (!server) return;
@@ -308,6 +365,7 @@ export class KubeletStandIn extends EventEmitter {
     this.dropConnections();
     await this.closeServer();
     fs.rmSync(this.socketPath, { force: true });
+    if (this.relay) fs.rmSync(this.relay.dir, { recursive: true, force: true });
     this.removeAllListeners();
   }
 }
