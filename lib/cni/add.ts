@@ -56,7 +56,9 @@ export async function cmdAdd(env: Environment, conf: NetConf): Promise<unknown> 
       phases.mark('open+lock');
       faultPoint('ADD', 'locked');
 
-      // Find the device: what its records say (finishing crashed operations), then the host link.
+      // Find the device: what its records say (an interrupted ADD or DEL of it is finished first, so a retry
+      // starts from the host link as it really was), then the host link.
+      settleHolders(state, host, key);
       const clash = pod.getLinkSync(env.ifname);
       if (clash) {
         throw new CniError(
@@ -65,7 +67,6 @@ export async function cmdAdd(env: Environment, conf: NetConf): Promise<unknown> 
           `existing link: ifindex ${clash.index}, kind ${clash.kind ?? 'none'}; it was left alone`,
         );
       }
-      settleHolders(state, host, key);
       const device = findHostDevice(host, state, { deviceID, mtu: conf.mtu, mac: conf.mac });
       const link = device.link;
       phases.mark('resolve');

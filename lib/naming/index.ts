@@ -2,7 +2,7 @@
  * Names shared by the device plugin and the CNI plugin, compatible with kubevirt's macvtap-cni so that a
  * node can switch images: resource names, device IDs and the host-side link name of each device.
  */
-import { native } from '../netlink/native';
+import { xxhash64 } from '../netlink/hash';
 
 /** Resource names are `macvtap.network.kubevirt.io/<name>`. */
 export const RESOURCE_PREFIX = 'macvtap.network.kubevirt.io';
@@ -21,6 +21,6 @@ export function deviceId(name: string, i: number): string {
  * longest name Linux allows). Synchronous: the addon computes XXH64 (kubevirt's `TemporaryInterfaceName`).
  */
 export function hostLinkName(id: string): string {
-  const hash = native().xxhash64(Buffer.from(id, 'utf8'));
+  const hash = xxhash64(id);
   return `mvt${(hash & 0xffffffffffffn).toString(16).padStart(12, '0')}`;
 }

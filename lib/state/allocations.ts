@@ -85,6 +85,11 @@ export class AllocationStore extends RecordStore<AllocationRecord> {
     return this.removeRecord(allocationName(deviceID));
   }
 
+  /** remove() with the directory's fsync on the thread pool. */
+  async removeAsync(deviceID: string): Promise<boolean> {
+    return await this.removeRecordAsync(allocationName(deviceID));
+  }
+
   /** Device IDs that have a record file (readable or not). */
   list(): string[] {
     return this.names()

@@ -175,7 +175,7 @@ export class StateSubdir {
   /** Atomically and durably replaces `name` with `data` (temp, fsync, rename, fsync dir). */
   write(name: string, data: string): void {
     const temp = tempName(name);
-    const fd = this.createTemp(temp, data);
+    const fd = this.createTemp(temp, data, name);
     try {
       if (!testSkipsFsync()) fs.fsyncSync(fd);
       native().stateRename(this.fd, temp, name);
@@ -195,7 +195,7 @@ export class StateSubdir {
    */
   beginWrite(name: string, data: string): Promise<void> {
     const temp = tempName(name);
-    const fd = this.createTemp(temp, data);
+    const fd = this.createTemp(temp, data, name);
     return new Promise<void>((resolve, reject) => {
       const done = (err: NetlinkError | null): void => {
         fs.closeSync(fd);
@@ -238,6 +238,22 @@ export class StateSubdir {
     } catch (err) {
       throw stateError(err, 'remove', this.file(name));
     }
+  }
+
+  /** remove() with the directory's fsync on the thread pool. */
+  async removeAsync(name: string): Promise<boolean> {
+    let removed: boolean;
+    try {
+      removed = native().stateUnlink(this.fd, name, false);
+    } catch (err) {
+      throw stateError(err, 'remove', this.file(name));
+    }
+    if (removed && !testSkipsFsync()) {
+      await new Promise<void>((resolve, reject) =>
+        fs.fsync(this.fd, (err) => (err ? reject(stateError(err, 'remove', this.file(name))) : resolve())),
+      );
+    }
+    return removed;
   }
 
   /** Removes `name` without syncing (temp files, lock files: nothing depends on their absence). */
@@ -302,8 +318,9 @@ export class StateSubdir {
   }
 
   /** Creates `temp` exclusively with `data`; a leftover of that name (a dead writer with our pid, a planted link) is removed once. */
-  private createTemp(temp: string, data: string): number {
-    const full = this.file(temp);
+  private createTemp(temp: string, data: string, target = temp): number {
+    // Failures name the record being written (the temp name is an implementation detail).
+    const full = this.file(target);
     let fd: number | undefined;
     for (let attempt = 0; fd === undefined; attempt++) {
       try {
@@ -313,7 +330,7 @@ export class StateSubdir {
           this.discard(temp);
           continue;
         }
-        throw stateError(err, 'create temp file', full);
+        throw stateError(err, 'write record', full);
       }
     }
     try {
@@ -324,7 +341,7 @@ export class StateSubdir {
     } catch (err) {
       fs.closeSync(fd);
       this.discard(temp);
-      throw stateError(err, 'write temp file', full);
+      throw stateError(err, 'write record', full);
     }
   }
 

@@ -5,7 +5,9 @@
 import { ifnameProblem } from './names';
 
 /** Thrown by the checks below; caught by the record parsers, which turn it into a reported, ignored record. */
-export class RecordProblem extends Error {}
+export class RecordProblem extends Error {
+  override name = 'RecordProblem';
+}
 
 export type Fields = Record<string, unknown>;
 

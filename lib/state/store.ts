@@ -78,6 +78,10 @@ export abstract class RecordStore<T> {
     return this.dir(false)?.remove(name) ?? false;
   }
 
+  protected async removeRecordAsync(name: string): Promise<boolean> {
+    return (await this.dir(false)?.removeAsync(name)) ?? false;
+  }
+
   /** Entry names, records and temp files alike ([] without the subdirectory). */
   protected names(): string[] {
     return this.dir(false)?.list() ?? [];

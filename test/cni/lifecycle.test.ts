@@ -242,3 +242,15 @@ t.test('STATUS: ready, not ready (50), and degraded (51)', { skip: rootOnly }, (
   t.equal(cni(s, { command: 'DEL', config: conf(s, { deviceID: 'statusMvp0' }) }).status, 0, 'DEL still succeeds');
   t.end();
 });
+
+t.test('DEL with CNI_NETNS naming the host namespace touches no host link', { skip: rootOnly }, (t) => {
+  const s = makeScene(t, { indexes: 1 });
+  const name = writeAllocation(s, { deviceID: 'hostnsMvp0', ifindex: s.indexes[0] }).linkName;
+  addMacvtap(s, name, s.indexes[0]);
+  const before = world(s, s.indexes);
+  const r = cni(s, { command: 'DEL', config: conf(s, { deviceID: 'hostnsMvp0' }), netns: `/var/run/netns/${s.host}`, ifname: name });
+  t.equal(r.status, 0, `DEL succeeds (${r.json?.msg ?? 'ok'})`);
+  t.match(r.stderr, /refusing to release from the host namespace/, 'and says why it did nothing');
+  t.same(world(s, s.indexes), before, 'the host macvtap is neither moved nor deleted');
+  t.end();
+});

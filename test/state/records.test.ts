@@ -141,3 +141,28 @@ t.test("recover(): a dead writer's complete temp file becomes the record, a torn
   );
   t.end();
 });
+
+t.test('the asynchronous writes and removes of the daemon: durable, no temp file left', { skip: rootOnly }, async (t) => {
+  const dir = path.join(tempDir(t), 'state');
+  const state = NodeState.open(dir, { log: memoryLog().log });
+  t.teardown(() => state.close());
+  let ticks = 0;
+  const timer = setInterval(() => ticks++, 0);
+  await Promise.all(Array.from({ length: 20 }, (_, i) => state.allocations.writeAsync(allocation({ deviceID: `d${i}` }))));
+  clearInterval(timer);
+  t.equal(state.allocations.list().length, 20, '20 records written concurrently');
+  t.same(
+    fs.readdirSync(path.join(dir, 'allocations')).filter((n) => n.endsWith('.tmp')),
+    [],
+    'no temp file left',
+  );
+  t.ok(ticks > 0, `the event loop kept running (${ticks} timer ticks)`);
+  t.equal(await state.allocations.removeAsync('d3'), true, 'removed');
+  t.equal(await state.allocations.removeAsync('d3'), false, 'already gone');
+  t.equal(state.allocations.read('d3'), undefined);
+  await t.rejects(
+    state.allocations.writeAsync({ ...allocation(), ifindex: -1 }),
+    { name: 'RecordProblem', message: /ifindex is -1/ },
+    'an invalid record is not written',
+  );
+});
