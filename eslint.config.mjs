@@ -24,6 +24,8 @@ export default tseslint.config(
     files: ['deploy/**/*.mjs', 'deploy/**/*.js', '**/*.mjs', '**/*.cjs'],
     ...tseslint.configs.disableTypeChecked,
     languageOptions: {
+      // Keep disableTypeChecked's parserOptions (project: false): a key here replaces the whole object.
+      ...tseslint.configs.disableTypeChecked.languageOptions,
       globals: {
         process: 'readonly',
         console: 'readonly',

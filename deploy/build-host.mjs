@@ -4,24 +4,32 @@
  * Builds the self-contained host executables dist/host/macvtap and dist/host/macvtap-deviceplugin:
  * Node single-executable applications (SEA) that run on a host with no Node installed.
  *
- *   node deploy/build-host.mjs [--from=src|dist] [--force] [--no-code-cache] [--out=DIR]
- *                              [--entry:NAME=PATH ...] [--only=NAME]
+ *   node deploy/build-host.mjs [--arch=x64|arm64] [--node=PATH] [--from=src|dist] [--force] [--no-code-cache]
+ *                              [--out=DIR] [--entry:NAME=PATH ...] [--only=NAME]
+ *
+ * The runtime is the pinned Node (deploy/runtime.mjs: the npm registry's node-linux-<arch>, locked in
+ * package-lock.json), never the `node` on PATH. --arch builds for another architecture from this machine:
+ * the addon is cross-compiled (deploy/build-addon.mjs) and the other architecture's runtime is fetched.
+ * --node=PATH embeds another Node binary of this machine's architecture instead (the benchmark's baseline).
+ * The output is dist/host/ for this machine's architecture, dist/host/linux-<arch>/ for another one.
  *
  * Per program:
- *  1. esbuild bundles a small generated entry (platform node, CommonJS, node20, minified) that installs
+ *  1. esbuild bundles a small generated entry (platform node, CommonJS, targeting the embedded Node's
+ *     major version, minified) that installs
  *     deploy/sea/addon.js as lib/netlink's native loader (setNativeLoader) and, for the device plugin,
  *     points lib/deviceplugin/api at the embedded proto/ (setProtoRoot), then requires the real entry:
  *     bin/NAME.ts (--from=src, the default: always current, no tsc needed) or dist/bin/NAME.js
  *     (--from=dist, after `npx tsc -p .`). --entry:NAME=PATH replaces an entry (e.g. a stand-in).
  *     The device plugin's bundle sees deploy/sea/proto-loader.js in place of @grpc/proto-loader.
- *  2. Assets: the addon (a stripped copy of build/Release/macvtap_native.node) and, for the device
- *     plugin, every file under proto/ plus their index (proto-index.json).
- *  3. `node --experimental-sea-config` turns bundle + assets into a blob, with V8's code cache.
- *  4. postject injects the blob into a stripped copy of this node binary (stripped once, cached), which
- *     replaces the output by rename.
+ *  2. Assets: the addon (prebuilds/linux-<arch>/macvtap_native.node, stripped, from build-addon) and, for
+ *     the device plugin, every file under proto/ plus their index (proto-index.json).
+ *  3. `node --experimental-sea-config` turns bundle + assets into a blob, with V8's code cache. The blob is
+ *     made by the embedded Node itself, or for another architecture by this machine's pinned Node of the
+ *     same version, without a code cache (V8's cache is specific to the architecture that made it).
+ *  4. postject injects the blob into a stripped copy of the embedded node binary (stripped once, cached),
+ *     which replaces the output by rename.
  * Steps 3-4 are skipped when the output exists and a hash of everything that goes into it (bundle bytes,
- * assets, SEA config, node binary identity, this script) equals the one recorded in NAME.build.json.
- * The executables are built for this machine's Node version, OS and architecture.
+ * assets, SEA config, node binaries' identity, this script) equals the one recorded in NAME.build.json.
  */
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
@@ -29,6 +37,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
+import { buildAddon } from './build-addon.mjs';
+import { ARCH_INFO, RuntimeError, checkArch, pinnedVersion, runtimeNode } from './runtime.mjs';
 
 const require = createRequire(import.meta.url);
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -49,10 +59,22 @@ const PROGRAMS = [
 ];
 
 function parseArgs(argv) {
-  const opts = { from: 'src', force: false, codeCache: true, out: path.join(ROOT, 'dist', 'host'), entries: {}, only: undefined };
+  /** @type {{ from: string, force: boolean, codeCache: boolean, out: string | undefined, entries: Record<string, string>, only: string | undefined, arch: string, node: string | undefined }} */
+  const opts = {
+    from: 'src',
+    force: false,
+    codeCache: true,
+    out: undefined,
+    entries: {},
+    only: undefined,
+    arch: process.arch,
+    node: undefined,
+  };
   for (const arg of argv) {
     let m;
     if ((m = /^--from=(src|dist)$/.exec(arg))) opts.from = m[1];
+    else if ((m = /^--arch=(.+)$/.exec(arg))) opts.arch = checkArch(m[1]);
+    else if ((m = /^--node=(.+)$/.exec(arg))) opts.node = path.resolve(m[1]);
     else if (arg === '--force') opts.force = true;
     else if (arg === '--no-code-cache') opts.codeCache = false;
     else if ((m = /^--out=(.+)$/.exec(arg))) opts.out = path.resolve(m[1]);
@@ -60,6 +82,8 @@ function parseArgs(argv) {
     else if ((m = /^--entry:([\w-]+)=(.+)$/.exec(arg))) opts.entries[m[1]] = path.resolve(m[2]);
     else throw new UsageError(`unknown argument ${arg}`);
   }
+  if (opts.node && opts.arch !== process.arch) throw new UsageError('--node embeds a binary of this machine, it cannot go with --arch');
+  opts.out ??= path.join(ROOT, 'dist', 'host', ...(opts.arch === process.arch ? [] : [`linux-${opts.arch}`]));
   return opts;
 }
 
@@ -81,18 +105,54 @@ function listProtos(dir, rel = '') {
   return out.sort();
 }
 
-/** A stripped copy of the running node binary, made once per binary (keyed by version, size, mtime). */
-function strippedNode(workDir) {
-  const st = fs.statSync(process.execPath);
-  const cached = path.join(workDir, `node-${process.version}-${st.size}-${Math.trunc(st.mtimeMs)}-stripped`);
+/** Identity of a binary for the build hash and cache names: where it is, its size and mtime. */
+const identity = (/** @type {string} */ file) => {
+  const st = fs.statSync(file);
+  return [file, st.size, Math.trunc(st.mtimeMs)];
+};
+
+/** A stripped copy of `node` (the embedded runtime), made once per binary (keyed by version, size, mtime). */
+function strippedNode(workDir, node, version, strip) {
+  const [, size, mtime] = identity(node);
+  const cached = path.join(workDir, `node-${version}-${size}-${mtime}-stripped`);
   if (!fs.existsSync(cached)) {
     for (const old of fs.readdirSync(workDir)) if (/^node-.*-stripped$/.test(old)) fs.rmSync(path.join(workDir, old));
     const temp = `${cached}.${process.pid}.tmp`;
-    fs.copyFileSync(process.execPath, temp);
-    quiet('strip', ['--strip-all', temp]);
+    fs.copyFileSync(node, temp);
+    quiet(strip, ['--strip-all', temp]);
     fs.renameSync(temp, cached);
   }
   return cached;
+}
+
+/**
+ * The runtime to embed and how to make its blob: `node` goes into the executable, `generator` (a binary
+ * that runs here, of the same Node version) makes the blob, `strip` is binutils' strip for the architecture.
+ */
+function runtimeFor(opts) {
+  if (opts.node) {
+    const version = execFileSync(opts.node, ['-p', 'process.version'], { encoding: 'utf8' }).trim();
+    return { node: opts.node, generator: opts.node, version, strip: 'strip', codeCache: opts.codeCache };
+  }
+  const version = `v${pinnedVersion()}`;
+  const generator = runtimeNode(process.arch);
+  if (opts.arch === process.arch) return { node: generator, generator, version, strip: 'strip', codeCache: opts.codeCache };
+  return { node: runtimeNode(opts.arch), generator, version, strip: `${ARCH_INFO[opts.arch].triplet}-strip`, codeCache: false };
+}
+
+/**
+ * The SEA configuration of one program. Start-up options (a V8 start-up snapshot, the code cache, execArgv)
+ * go here; everything in it is part of the build hash.
+ */
+function seaConfigFor(program, { bundlePath, blobPath, assets, codeCache }) {
+  return {
+    main: bundlePath,
+    output: blobPath,
+    disableExperimentalSEAWarning: true,
+    useSnapshot: false,
+    useCodeCache: codeCache,
+    assets,
+  };
 }
 
 /** Runs a tool; its chatter (strip's warnings about node's many ELF notes, node's "Wrote ...") shows only on failure. */
@@ -128,7 +188,7 @@ function writeIfChanged(file, data) {
   fs.writeFileSync(file, data);
 }
 
-async function buildOne(program, opts, esbuild, workDir, addonPath) {
+async function buildOne(program, opts, esbuild, workDir, addonPath, runtime) {
   const entry = opts.entries[program.name] ?? path.join(ROOT, opts.from === 'src' ? program.src : program.dist);
   if (!fs.existsSync(entry))
     throw new UsageError(
@@ -163,7 +223,7 @@ async function buildOne(program, opts, esbuild, workDir, addonPath) {
     bundle: true,
     platform: 'node',
     format: 'cjs',
-    target: 'node20',
+    target: `node${runtime.version.replace(/^v(\d+).*$/, '$1')}`,
     minify: true,
     keepNames: true,
     legalComments: 'eof',
@@ -200,21 +260,13 @@ async function buildOne(program, opts, esbuild, workDir, addonPath) {
   }
 
   const blobPath = path.join(workDir, `${program.name}.blob`);
-  const seaConfig = {
-    main: bundlePath,
-    output: blobPath,
-    disableExperimentalSEAWarning: true,
-    useSnapshot: false,
-    useCodeCache: opts.codeCache,
-    assets,
-  };
-  const nodeStat = fs.statSync(process.execPath);
+  const seaConfig = seaConfigFor(program, { bundlePath, blobPath, assets, codeCache: runtime.codeCache });
   const hash = sha256(
     JSON.stringify({
       ...seaConfig,
       main: undefined,
       output: undefined,
-      node: [process.version, process.execPath, nodeStat.size, nodeStat.mtimeMs],
+      node: [runtime.version, identity(runtime.node), identity(runtime.generator)],
     }),
     bundle,
     ...Object.keys(assets)
@@ -237,11 +289,11 @@ async function buildOne(program, opts, esbuild, workDir, addonPath) {
 
   const configPath = path.join(workDir, `${program.name}.sea-config.json`);
   fs.writeFileSync(configPath, JSON.stringify(seaConfig, null, 2));
-  quiet(process.execPath, ['--experimental-sea-config', configPath]);
+  quiet(runtime.generator, ['--experimental-sea-config', configPath]);
 
   const temp = `${output}.${process.pid}.tmp`;
   try {
-    fs.copyFileSync(strippedNode(workDir), temp);
+    fs.copyFileSync(strippedNode(workDir, runtime.node, runtime.version, runtime.strip), temp);
     // postject's CLI in a child, so that LIEF's warnings about node's ELF notes stay quiet unless it fails.
     quiet(process.execPath, [require.resolve('postject/dist/cli.js'), temp, 'NODE_SEA_BLOB', blobPath, '--sentinel-fuse', SEA_FUSE]);
     fs.chmodSync(temp, 0o755);
@@ -254,9 +306,9 @@ async function buildOne(program, opts, esbuild, workDir, addonPath) {
     size: fs.statSync(output).size,
     bundleSize: bundle.length,
     addonSize: fs.statSync(addonPath).size,
-    node: process.version,
-    platform: `${process.platform}-${process.arch}`,
-    codeCache: opts.codeCache,
+    node: runtime.version,
+    platform: `linux-${opts.arch}`,
+    codeCache: runtime.codeCache,
     entry: path.relative(ROOT, entry),
     inputs: Object.keys(result.metafile.inputs).length,
   };
@@ -266,36 +318,30 @@ async function buildOne(program, opts, esbuild, workDir, addonPath) {
 
 async function main() {
   const opts = parseArgs(process.argv.slice(2));
-  const addonBuilt = path.join(ROOT, 'build', 'Release', ADDON_ASSET);
-  if (!fs.existsSync(addonBuilt)) throw new UsageError(`${path.relative(ROOT, addonBuilt)} is missing: run \`npm run build:addon\` first`);
+  // The addon for the target architecture, stripped (build-addon is incremental: about a second if current).
+  const addonPath = buildAddon(opts.arch);
+  const runtime = runtimeFor(opts);
   const esbuild = await import('esbuild');
   const workDir = path.join(opts.out, '.work');
   fs.mkdirSync(workDir, { recursive: true });
-
-  // The addon travels stripped: it is written to disk at every start of the CNI, so smaller is faster.
-  const addonPath = path.join(workDir, ADDON_ASSET);
-  const strippedTemp = `${addonPath}.${process.pid}.tmp`;
-  quiet('strip', ['--strip-unneeded', '-o', strippedTemp, addonBuilt]);
-  writeIfChanged(addonPath, fs.readFileSync(strippedTemp));
-  fs.rmSync(strippedTemp);
 
   const programs = PROGRAMS.filter((p) => !opts.only || p.name === opts.only);
   if (programs.length === 0) throw new UsageError(`--only=${opts.only}: no such program`);
   for (const program of programs) {
     const started = process.hrtime.bigint();
-    const info = await buildOne(program, opts, esbuild, workDir, addonPath);
+    const info = await buildOne(program, opts, esbuild, workDir, addonPath, runtime);
     const ms = Number(process.hrtime.bigint() - started) / 1e6;
     const mib = (n) => `${(n / 1048576).toFixed(1)} MiB`;
     console.log(
       `${path.relative(process.cwd(), path.join(opts.out, program.name)) || program.name}: ${mib(info.size)} ` +
         `(bundle ${(info.bundleSize / 1024).toFixed(0)} KiB, addon ${(info.addonSize / 1024).toFixed(0)} KiB), ` +
-        `${info.rebuilt ? `built in ${(ms / 1000).toFixed(1)} s` : 'up to date'}`,
+        `Node ${info.node} ${info.platform}, ${info.rebuilt ? `built in ${(ms / 1000).toFixed(1)} s` : 'up to date'}`,
     );
   }
 }
 
 main().catch((err) => {
-  if (err instanceof UsageError) console.error(`build-host: ${err.message}`);
+  if (err instanceof UsageError || err instanceof RuntimeError) console.error(`build-host: ${err.message}`);
   else console.error(`build-host: ${err && err.stack ? err.stack : err}`);
   process.exit(1);
 });

@@ -2,35 +2,25 @@
 
 #include <string.h>
 
+#include "addon_data.h"
+#include "errno_names.h"
+
 namespace macvtap {
 
-namespace {
-
-struct AddonData {
-  Napi::FunctionReference error_class;
-};
-
-}  // namespace
-
 void SetErrorClass(Napi::Env env, Napi::Function cls) {
-  auto* data = env.GetInstanceData<AddonData>();
-  if (data == nullptr) {
-    data = new AddonData();
-    env.SetInstanceData(data);  // freed by node-addon-api when the environment is torn down
-  }
-  data->error_class = Napi::Persistent(cls);
+  if (AddonData* data = GetAddonData(env)) data->error_class = Napi::Persistent(cls);
 }
 
 Napi::Error MakeNetlinkError(Napi::Env env, int err, const std::string& operation, const std::string& link,
                              const std::string& extack, const std::string& detail) {
-  const char* name = strerrorname_np(err);
+  const char* name = ErrnoName(err);
   std::string code = name != nullptr ? name : "E" + std::to_string(err);
   std::string message = operation;
   if (!link.empty()) message += " " + link;
   message += ": " + (detail.empty() ? std::string(strerror(err)) : detail);
   if (!extack.empty()) message += " (kernel: " + extack + ")";
 
-  auto* data = env.GetInstanceData<AddonData>();
+  AddonData* data = GetAddonData(env);
   if (data == nullptr || data->error_class.IsEmpty()) {
     // Only reachable if the loader forgot to call init(); still never a raw errno.
     Napi::Error plain = Napi::Error::New(env, message);

@@ -6,9 +6,10 @@
 #include <sched.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
-#include <thread>
-
+#include "args.h"
+#include "child.h"
 #include "errors.h"
 
 #ifndef NETLINK_EXT_ACK
@@ -17,6 +18,9 @@
 #ifndef NETLINK_CAP_ACK
 #define NETLINK_CAP_ACK 10
 #endif
+#ifndef NETLINK_GET_STRICT_CHK
+#define NETLINK_GET_STRICT_CHK 12
+#endif
 
 namespace macvtap {
 
@@ -24,41 +28,61 @@ namespace {
 
 constexpr size_t kInitialBuffer = 64 * 1024;
 constexpr int kMaxDatagramsPerTick = 64;
-constexpr int kSocketReceiveBuffer = 4 * 1024 * 1024;
+constexpr int kWatchReceiveBuffer = 4 * 1024 * 1024;
+constexpr int64_t kMaxTimeoutMs = 24LL * 3600 * 1000;
 
-// Creates the socket in the namespace `ns_fd` (or the current one for -1). Returns fd or -errno.
-int CreateSocketIn(int ns_fd, uint32_t groups) {
-  auto create = [groups]() -> int {
-    int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_ROUTE);
-    if (fd < 0) return -errno;
-    UniqueFd owned(fd);
-    int one = 1;
-    // Both are best effort: kernels before 4.12 / 4.3 lack them and still work, just with terser errors.
-    setsockopt(fd, SOL_NETLINK, NETLINK_EXT_ACK, &one, sizeof(one));
-    setsockopt(fd, SOL_NETLINK, NETLINK_CAP_ACK, &one, sizeof(one));
-    if (groups != 0) {
-      int size = kSocketReceiveBuffer;
+// Creates and configures the socket in the calling task's namespace. Returns fd or -errno. Plain syscalls only:
+// it also runs in a child task (see child.h).
+int CreateSocketHere(uint32_t groups) {
+  int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_ROUTE);
+  if (fd < 0) return -errno;
+  int one = 1;
+  // All best effort: kernels before 4.12 / 4.3 / 4.20 lack them and still work, with terser errors and laxer
+  // request checking.
+  setsockopt(fd, SOL_NETLINK, NETLINK_EXT_ACK, &one, sizeof(one));
+  setsockopt(fd, SOL_NETLINK, NETLINK_CAP_ACK, &one, sizeof(one));
+  if (groups == 0) {
+    setsockopt(fd, SOL_NETLINK, NETLINK_GET_STRICT_CHK, &one, sizeof(one));
+  } else {
+    // A watcher needs room for bursts (a mass delete emits one message per link). SO_RCVBUFFORCE passes
+    // net.core.rmem_max with CAP_NET_ADMIN; without it, SO_RCVBUF gets what the limit allows.
+    int size = kWatchReceiveBuffer;
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof(size)) < 0) {
       setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
     }
-    sockaddr_nl addr{};
-    addr.nl_family = AF_NETLINK;
-    addr.nl_groups = groups;
-    if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) < 0) return -errno;
-    return owned.release();
-  };
-  if (ns_fd < 0) return create();
-  int result = -EINVAL;
-  // setns() changes only the calling thread, so a private thread enters the namespace, creates the socket
-  // (which stays bound to that namespace) and exits.
-  std::thread worker([&] {
-    if (setns(ns_fd, CLONE_NEWNET) < 0) {
-      result = -errno;
-      return;
-    }
-    result = create();
-  });
-  worker.join();
-  return result;
+  }
+  sockaddr_nl addr{};
+  addr.nl_family = AF_NETLINK;
+  addr.nl_groups = groups;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) < 0) {
+    int err = errno;
+    close(fd);
+    return -err;
+  }
+  return fd;
+}
+
+struct SocketArgs {
+  int ns_fd;
+  uint32_t groups;
+  int result;
+};
+
+// Child task: enter the namespace, create the socket (it stays bound to that namespace) in the shared fd table.
+int SocketChild(void* data, ChildStatus* status) {
+  auto* args = static_cast<SocketArgs*>(data);
+  if (setns(args->ns_fd, CLONE_NEWNET) < 0) {
+    status->error = errno;
+    status->step = "setns";
+    return 1;
+  }
+  args->result = CreateSocketHere(args->groups);
+  if (args->result < 0) {
+    status->error = -args->result;
+    status->step = "create netlink socket";
+    return 1;
+  }
+  return 0;
 }
 
 // Reads NLMSGERR_ATTR_MSG from the TLVs that follow an error/done payload.
@@ -78,6 +102,12 @@ std::string ParseExtack(const uint8_t* tlv, size_t length) {
   return "";
 }
 
+int64_t NowMs() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
 }  // namespace
 
 Napi::Function NetlinkSocket::Init(Napi::Env env) {
@@ -88,24 +118,57 @@ Napi::Function NetlinkSocket::Init(Napi::Env env) {
                          InstanceMethod<&NetlinkSocket::Watch>("watch"),
                          InstanceMethod<&NetlinkSocket::Close>("close"),
                          InstanceAccessor<&NetlinkSocket::GetFd>("fd"),
+                         InstanceAccessor<&NetlinkSocket::GetPortId>("portId"),
                      });
 }
 
 NetlinkSocket::NetlinkSocket(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NetlinkSocket>(info), env_(info.Env()) {
-  int ns_fd = info[0].As<Napi::Number>().Int32Value();
-  groups_ = info[1].As<Napi::Number>().Uint32Value();
-  int fd = CreateSocketIn(ns_fd, groups_);
-  if (fd < 0) {
-    ThrowNetlinkError(info.Env(), -fd, "open netlink socket", "");
-    return;
+  Napi::Env env = info.Env();
+  int64_t ns_fd = 0;
+  int64_t groups = 0;
+  if (!ArgInt(info, 0, "nsFd", -1, INT32_MAX, &ns_fd) || !ArgInt(info, 1, "groups", 0, UINT32_MAX, &groups)) return;
+  groups_ = static_cast<uint32_t>(groups);
+  int fd = -1;
+  std::string why;
+  if (ns_fd < 0) {
+    fd = CreateSocketHere(groups_);
+    if (fd < 0) {
+      ThrowNetlinkError(env, -fd, "open netlink socket", "");
+      return;
+    }
+  } else {
+    SocketArgs args{static_cast<int>(ns_fd), groups_, -1};
+    if (int err = RunInChild(SocketChild, &args, CLONE_FILES, &why)) {
+      ThrowNetlinkError(env, err, "open netlink socket", "", "", why);
+      return;
+    }
+    fd = args.result;
   }
   fd_.reset(fd);
   buffer_.resize(kInitialBuffer);
+  if (napi_add_env_cleanup_hook(env, &NetlinkSocket::OnEnvironmentCleanup, this) == napi_ok) {
+    cleanup_registered_ = true;
+  }
 }
 
 NetlinkSocket::~NetlinkSocket() {
+  if (cleanup_registered_) napi_remove_env_cleanup_hook(env_, &NetlinkSocket::OnEnvironmentCleanup, this);
   // A collected socket whose poll handle is still open hands the fd to the close callback.
   ClosePollAndFd();
+}
+
+void NetlinkSocket::OnEnvironmentCleanup(void* arg) {
+  auto* self = static_cast<NetlinkSocket*>(arg);
+  self->cleanup_registered_ = false;  // hooks run once; removing it afterwards would be an error
+  // The loop still runs once more for closing handles, so uv_close's callback (which closes the fd) runs.
+  self->ClosePollAndFd();
+  self->pending_.reset();
+  self->watch_callback_.Reset();
+  self->watch_context_.reset();
+  while (self->refs_ > 0) {
+    self->refs_ -= 1;
+    self->Unref();
+  }
 }
 
 bool NetlinkSocket::CheckOpen(Napi::Env env, const char* operation) {
@@ -114,10 +177,29 @@ bool NetlinkSocket::CheckOpen(Napi::Env env, const char* operation) {
   return false;
 }
 
-int NetlinkSocket::Send(Napi::Buffer<uint8_t> request, uint32_t* seq) {
-  if (request.Length() < sizeof(nlmsghdr)) return EINVAL;
+bool NetlinkSocket::ReadRequestArgs(const Napi::CallbackInfo& info, Napi::Uint8Array* request, std::string* operation,
+                                    std::string* link) {
+  Napi::Env env = info.Env();
+  if (!ArgBuffer(info, 0, "request", request) || !ArgString(info, 1, "operation", operation) ||
+      !ArgString(info, 2, "link", link)) {
+    return false;
+  }
+  if (!CheckOpen(env, operation->c_str())) return false;
+  if (groups_ != 0 || pending_) {
+    ThrowNetlinkError(env, EBUSY, *operation, *link, "", "socket is busy (watching or serving a request)");
+    return false;
+  }
+  if (request->ByteLength() < sizeof(nlmsghdr) ||
+      reinterpret_cast<const nlmsghdr*>(request->Data())->nlmsg_len != request->ByteLength()) {
+    Napi::RangeError::New(env, "request must be one netlink message whose nlmsg_len is its length")
+        .ThrowAsJavaScriptException();
+    return false;
+  }
+  return true;
+}
+
+int NetlinkSocket::Send(Napi::Uint8Array request, uint32_t* seq) {
   auto* header = reinterpret_cast<nlmsghdr*>(request.Data());
-  if (header->nlmsg_len != request.Length()) return EINVAL;
   *seq = next_seq_++;
   if (next_seq_ == 0) next_seq_ = 1;
   header->nlmsg_seq = *seq;
@@ -125,8 +207,8 @@ int NetlinkSocket::Send(Napi::Buffer<uint8_t> request, uint32_t* seq) {
   sockaddr_nl kernel{};
   kernel.nl_family = AF_NETLINK;
   for (;;) {
-    ssize_t sent =
-        sendto(fd_.get(), request.Data(), request.Length(), 0, reinterpret_cast<sockaddr*>(&kernel), sizeof(kernel));
+    ssize_t sent = sendto(fd_.get(), request.Data(), request.ByteLength(), 0, reinterpret_cast<sockaddr*>(&kernel),
+                          sizeof(kernel));
     if (sent >= 0) return 0;
     if (errno == EINTR) continue;
     return errno;
@@ -143,12 +225,17 @@ ssize_t NetlinkSocket::ReceiveDatagram(int flags) {
       return -errno;
     }
     if (static_cast<size_t>(size) > buffer_.size()) buffer_.resize(static_cast<size_t>(size));
-    ssize_t got = recv(fd_.get(), buffer_.data(), buffer_.size(), flags);
+    sockaddr_nl from{};
+    socklen_t from_len = sizeof(from);
+    ssize_t got =
+        recvfrom(fd_.get(), buffer_.data(), buffer_.size(), flags, reinterpret_cast<sockaddr*>(&from), &from_len);
     if (got < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
       return -errno;
     }
+    // Any process can unicast to our port id; only the kernel's word (port 0) counts.
+    if (from_len >= sizeof(from) && from.nl_pid != 0) continue;
     return got;
   }
 }
@@ -176,7 +263,8 @@ void NetlinkSocket::Absorb(size_t length, uint32_t seq, Reply* reply) const {
       } else if (header->nlmsg_type == NLMSG_DONE) {
         reply->done = true;
         if (payload_len >= sizeof(int)) {
-          int status = *reinterpret_cast<const int*>(payload);
+          int status = 0;
+          memcpy(&status, payload, sizeof(status));
           if (status < 0) {
             reply->error = -status;
             if (header->nlmsg_flags & NLM_F_ACK_TLVS) {
@@ -210,24 +298,35 @@ Napi::Value NetlinkSocket::ReplyToJs(Napi::Env env, Reply& reply, const std::str
   return out;
 }
 
-// requestSync(request: Buffer, operation: string, link: string): Buffer[]
+// requestSync(request: Buffer, operation: string, link: string, timeoutMs: number): Buffer[]
 Napi::Value NetlinkSocket::RequestSync(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (!CheckOpen(env, "netlink request")) return env.Undefined();
-  std::string operation = info[1].As<Napi::String>();
-  std::string link = info[2].As<Napi::String>();
-  if (groups_ != 0 || pending_) {
-    return ThrowNetlinkError(env, EBUSY, operation, link, "", "socket is busy (watching or serving a request)");
+  Napi::Uint8Array request;
+  std::string operation;
+  std::string link;
+  int64_t timeout_ms = 0;
+  if (!ReadRequestArgs(info, &request, &operation, &link) ||
+      !ArgInt(info, 3, "timeoutMs", 1, kMaxTimeoutMs, &timeout_ms)) {
+    return env.Undefined();
   }
   uint32_t seq = 0;
-  if (int err = Send(info[0].As<Napi::Buffer<uint8_t>>(), &seq)) return ThrowNetlinkError(env, err, operation, link);
+  if (int err = Send(request, &seq)) return ThrowNetlinkError(env, err, operation, link);
+  const int64_t deadline = NowMs() + timeout_ms;
   Reply reply;
   while (!reply.done) {
     ssize_t got = ReceiveDatagram(0);
     if (got == 0) {
-      // The socket is non-blocking (it is shared with uv_poll users); wait for the kernel here.
+      // The socket is non-blocking (it is shared with uv_poll users); wait for the kernel here, bounded. A
+      // reply that arrives after the deadline carries a stale sequence number and is skipped by later requests.
+      int64_t left = deadline - NowMs();
+      if (left <= 0) {
+        return ThrowNetlinkError(env, ETIMEDOUT, operation, link, "",
+                                 "no reply from the kernel within " + std::to_string(timeout_ms) + " ms");
+      }
       pollfd pfd{fd_.get(), POLLIN, 0};
-      if (poll(&pfd, 1, -1) < 0 && errno != EINTR) return ThrowNetlinkError(env, errno, operation, link);
+      if (poll(&pfd, 1, static_cast<int>(left)) < 0 && errno != EINTR) {
+        return ThrowNetlinkError(env, errno, operation, link);
+      }
       continue;
     }
     if (got < 0) return ThrowNetlinkError(env, static_cast<int>(-got), operation, link);
@@ -242,85 +341,95 @@ Napi::Value NetlinkSocket::RequestSync(const Napi::CallbackInfo& info) {
 // request(request: Buffer, operation: string, link: string, callback: (err, messages) => void): void
 Napi::Value NetlinkSocket::Request(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (!CheckOpen(env, "netlink request")) return env.Undefined();
-  std::string operation = info[1].As<Napi::String>();
-  std::string link = info[2].As<Napi::String>();
-  if (groups_ != 0 || pending_) {
-    return ThrowNetlinkError(env, EBUSY, operation, link, "", "socket is busy (watching or serving a request)");
-  }
-  auto pending = std::make_unique<PendingRequest>();
-  if (int err = Send(info[0].As<Napi::Buffer<uint8_t>>(), &pending->seq)) {
-    return ThrowNetlinkError(env, err, operation, link);
-  }
-  pending->operation = std::move(operation);
-  pending->link = std::move(link);
-  pending->callback = Napi::Persistent(info[3].As<Napi::Function>());
-  pending->context = std::make_unique<Napi::AsyncContext>(env, "NetlinkRequest");
-  pending_ = std::move(pending);
-  if (!StartPoll(env)) {
-    pending_.reset();
+  Napi::Uint8Array request;
+  std::string operation;
+  std::string link;
+  Napi::Function callback;
+  if (!ReadRequestArgs(info, &request, &operation, &link) || !ArgFunction(info, 3, "callback", &callback)) {
     return env.Undefined();
   }
+  auto pending = std::make_unique<PendingRequest>();
+  if (int err = Send(request, &pending->seq)) return ThrowNetlinkError(env, err, operation, link);
+  pending->operation = std::move(operation);
+  pending->link = std::move(link);
+  pending->callback = Napi::Persistent(callback);
+  pending->context = std::make_unique<Napi::AsyncContext>(env, "NetlinkRequest");
+  if (!StartPoll(env)) return env.Undefined();  // nothing kept: the late reply is skipped by its seq
+  pending_ = std::move(pending);
   Ref();  // keep this object alive while the kernel owes us a reply
+  refs_ += 1;
   return env.Undefined();
 }
 
 // watch(callback: (err, messages) => void): void — delivers multicast messages on the main loop.
 Napi::Value NetlinkSocket::Watch(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
+  Napi::Function callback;
+  if (!ArgFunction(info, 0, "callback", &callback)) return env.Undefined();
   if (!CheckOpen(env, "watch links")) return env.Undefined();
   if (groups_ == 0 || !watch_callback_.IsEmpty()) {
     return ThrowNetlinkError(env, EINVAL, "watch links", "", "", "socket has no groups or is already watching");
   }
-  watch_callback_ = Napi::Persistent(info[0].As<Napi::Function>());
+  if (!StartPoll(env)) return env.Undefined();
+  watch_callback_ = Napi::Persistent(callback);
   watch_context_ = std::make_unique<Napi::AsyncContext>(env, "NetlinkWatch");
-  if (!StartPoll(env)) {
-    watch_callback_.Reset();
-    watch_context_.reset();
-    return env.Undefined();
-  }
   Ref();  // a watcher lives until closed
+  refs_ += 1;
   return env.Undefined();
 }
 
 Napi::Value NetlinkSocket::Close(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  bool had_pending = pending_ != nullptr;
-  bool had_watch = !watch_callback_.IsEmpty();
   std::unique_ptr<PendingRequest> pending = std::move(pending_);
   watch_callback_.Reset();
   watch_context_.reset();
   ClosePollAndFd();
-  if (had_pending) {
+  while (refs_ > 0) {
+    refs_ -= 1;
     Unref();
+  }
+  if (pending) {
     Napi::HandleScope scope(env);
     Napi::Value err =
         MakeNetlinkError(env, ECANCELED, pending->operation, pending->link, "", "socket closed before the reply")
             .Value();
     pending->callback.MakeCallback(env.Global(), {err}, *pending->context);
   }
-  if (had_watch) Unref();
   return env.Undefined();
 }
 
 Napi::Value NetlinkSocket::GetFd(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), fd_.get()); }
 
+// The socket's netlink port id (what the kernel addresses replies to), or -1 once closed.
+Napi::Value NetlinkSocket::GetPortId(const Napi::CallbackInfo& info) {
+  sockaddr_nl self{};
+  socklen_t len = sizeof(self);
+  if (!fd_.valid() || getsockname(fd_.get(), reinterpret_cast<sockaddr*>(&self), &len) < 0) {
+    return Napi::Number::New(info.Env(), -1);
+  }
+  return Napi::Number::New(info.Env(), self.nl_pid);
+}
+
 bool NetlinkSocket::StartPoll(Napi::Env env) {
   if (poll_ == nullptr) {
     uv_loop_t* loop = nullptr;
-    napi_get_uv_event_loop(env, &loop);
-    poll_ = new uv_poll_t;
-    int rc = uv_poll_init(loop, poll_, fd_.get());
+    if (napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr) {
+      ThrowNetlinkError(env, EINVAL, "poll netlink socket", "", "", "no event loop");
+      return false;
+    }
+    auto* handle = new uv_poll_t;
+    int rc = uv_poll_init(loop, handle, fd_.get());
     if (rc != 0) {
-      delete poll_;
-      poll_ = nullptr;
+      delete handle;  // an initialised-but-failed handle was never registered with the loop
       ThrowNetlinkError(env, -rc, "poll netlink socket", "");
       return false;
     }
-    poll_->data = this;
+    handle->data = this;
+    poll_ = handle;
   }
   int rc = uv_poll_start(poll_, UV_READABLE, &NetlinkSocket::OnPoll);
   if (rc != 0) {
+    // The handle stays owned by this object (closed with the fd); a later request may start it again.
     ThrowNetlinkError(env, -rc, "poll netlink socket", "");
     return false;
   }
@@ -351,26 +460,29 @@ void NetlinkSocket::ClosePollAndFd() {
 void NetlinkSocket::OnPoll(uv_poll_t* handle, int status, int /*events*/) {
   auto* self = static_cast<NetlinkSocket*>(handle->data);
   if (self == nullptr) return;
+  int error = 0;
   if (status < 0) {
     // libuv turns POLLERR into an error status and stops the handle. A netlink socket raises POLLERR for a
     // pending socket error, above all ENOBUFS when the kernel dropped multicast messages: recv() below
-    // returns (and clears) that error, so the user hears of it, and polling resumes.
-    if (uv_poll_start(handle, UV_READABLE, &NetlinkSocket::OnPoll) != 0) return;
+    // returns (and clears) that error, so the user hears of it, and polling resumes. If polling cannot resume,
+    // the waiter is told so instead of waiting forever.
+    int rc = uv_poll_start(handle, UV_READABLE, &NetlinkSocket::OnPoll);
+    if (rc != 0) error = -rc;
   }
   if (self->pending_) {
-    self->OnRequestReadable();
+    self->OnRequestReadable(error);
   } else if (!self->watch_callback_.IsEmpty()) {
-    self->OnWatchReadable();
+    self->OnWatchReadable(error);
   } else {
     self->StopPoll();
   }
 }
 
-void NetlinkSocket::OnRequestReadable() {
+void NetlinkSocket::OnRequestReadable(int error) {
   PendingRequest& request = *pending_;
   for (int i = 0; i < kMaxDatagramsPerTick && !request.reply.done; ++i) {
     ssize_t got = ReceiveDatagram(MSG_DONTWAIT);
-    if (got == 0) return;  // wait for the next readable event
+    if (got == 0) break;
     if (got < 0) {
       request.reply.error = static_cast<int>(-got);
       request.reply.done = true;
@@ -378,13 +490,19 @@ void NetlinkSocket::OnRequestReadable() {
     }
     Absorb(static_cast<size_t>(got), request.seq, &request.reply);
   }
-  if (!request.reply.done) return;
+  if (!request.reply.done) {
+    if (error == 0) return;  // wait for the next readable event
+    request.reply.error = error;
+  }
   StopPoll();
   std::unique_ptr<PendingRequest> finished = std::move(pending_);
   Napi::Env env = env_;
   Napi::HandleScope scope(env);
   Napi::Value result = ReplyToJs(env, finished->reply, finished->operation, finished->link);
-  Unref();
+  if (refs_ > 0) {
+    refs_ -= 1;
+    Unref();
+  }
   if (result.IsArray()) {
     finished->callback.MakeCallback(env.Global(), {env.Null(), result}, *finished->context);
   } else {
@@ -392,7 +510,7 @@ void NetlinkSocket::OnRequestReadable() {
   }
 }
 
-void NetlinkSocket::OnWatchReadable() {
+void NetlinkSocket::OnWatchReadable(int poll_error) {
   Napi::Env env = env_;
   Napi::HandleScope scope(env);
   std::vector<std::string> messages;
@@ -418,6 +536,7 @@ void NetlinkSocket::OnWatchReadable() {
       left -= step;
     }
   }
+  if (error == 0) error = poll_error;
   if (!messages.empty()) {
     Reply reply;
     reply.messages = std::move(messages);

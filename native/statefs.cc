@@ -7,8 +7,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdint>
 #include <string>
 
+#include "args.h"
 #include "errors.h"
 
 namespace macvtap {
@@ -17,27 +19,21 @@ namespace {
 
 constexpr int kAlways = O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK;
 
-// Argument readers: a wrong type is a TypeError naming the argument, never a crash in an unchecked cast.
+// Reads an fd argument (-1 allowed where it means "relative to the cwd") through the checked readers of args.h.
 bool ReadInt(const Napi::CallbackInfo& info, size_t i, const char* what, int* out) {
-  if (info.Length() <= i || !info[i].IsNumber()) {
-    Napi::TypeError::New(info.Env(), std::string(what) + " must be a number").ThrowAsJavaScriptException();
-    return false;
-  }
-  *out = info[i].As<Napi::Number>().Int32Value();
+  int64_t value;
+  if (!ArgInt(info, i, what, -1, INT32_MAX, &value)) return false;
+  *out = static_cast<int>(value);
   return true;
 }
 
-// A name is one path component: no '/', no NUL (a NUL-truncated name would be another file), not empty.
+// A name is one path component: not empty, no '/', not "." or ".." (ArgString already refuses NUL).
 // `allowPath` permits '/' for the state directory's own path; `allowEmpty` permits '' (the dir fd itself).
 bool ReadName(const Napi::CallbackInfo& info, size_t i, const char* what, std::string* out, bool allowPath = false,
               bool allowEmpty = false) {
-  if (info.Length() <= i || !info[i].IsString()) {
-    Napi::TypeError::New(info.Env(), std::string(what) + " must be a string").ThrowAsJavaScriptException();
-    return false;
-  }
-  *out = info[i].As<Napi::String>().Utf8Value();
-  bool bad = out->find('\0') != std::string::npos || (!allowPath && out->find('/') != std::string::npos) ||
-             (!allowEmpty && out->empty()) || *out == "." || *out == "..";
+  if (!ArgString(info, i, what, out)) return false;
+  bool bad = (!allowPath && out->find('/') != std::string::npos) || (!allowEmpty && out->empty()) || *out == "." ||
+             *out == "..";
   if (bad) {
     Napi::TypeError::New(info.Env(), std::string(what) + " must be a single file name").ThrowAsJavaScriptException();
     return false;
@@ -271,11 +267,9 @@ Napi::Value StateCommit(const Napi::CallbackInfo& info) {
       !ReadName(info, 2, "from", &from) || !ReadName(info, 3, "to", &to)) {
     return env.Undefined();
   }
-  if (info.Length() < 5 || !info[4].IsFunction()) {
-    Napi::TypeError::New(env, "callback must be a function").ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
-  auto* worker = new CommitWorker(info[4].As<Napi::Function>(), file_fd, dir_fd, from, to);
+  Napi::Function callback;
+  if (!ArgFunction(info, 4, "callback", &callback)) return env.Undefined();
+  auto* worker = new CommitWorker(callback, file_fd, dir_fd, from, to);
   worker->Queue();  // deletes itself after OnOK/OnError
   return env.Undefined();
 }

@@ -8,13 +8,13 @@
  * and dlopen. Candidate directories, in order: $MACVTAP_NATIVE_TMPDIR, os.tmpdir(), /run, and the
  * executable's own directory (exec-able by definition, since the kernel just ran us from it).
  */
-'use strict';
-const fs = require('node:fs');
-const os = require('node:os');
-const path = require('node:path');
-const sea = require('node:sea');
+// An ES module: esbuild bundles it into the executable's CommonJS bundle (it is never loaded on its own).
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as sea from 'node:sea';
 
-const ADDON_ASSET = 'macvtap_native.node';
+export const ADDON_ASSET = 'macvtap_native.node';
 
 function candidateDirs() {
   const dirs = [];
@@ -24,7 +24,7 @@ function candidateDirs() {
 }
 
 /** @returns {any} the addon's exports (typed by lib/netlink/native.ts's NativeAddon). */
-function loadEmbeddedAddon() {
+export function loadEmbeddedAddon() {
   const image = new Uint8Array(sea.getAsset(ADDON_ASSET));
   const tried = [];
   for (const base of candidateDirs()) {
@@ -53,5 +53,3 @@ function loadEmbeddedAddon() {
       'Point MACVTAP_NATIVE_TMPDIR at a directory on a file system mounted without noexec.',
   );
 }
-
-module.exports = { loadEmbeddedAddon, ADDON_ASSET };

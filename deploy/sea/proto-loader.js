@@ -9,16 +9,19 @@
  * includeDirs, call the real loader with the caller's options otherwise unchanged, and remove the directory.
  * The result is what the real loader gives for the same files on disk; the rest of the API is the real one.
  */
-'use strict';
-const fs = require('node:fs');
-const os = require('node:os');
-const path = require('node:path');
-const sea = require('node:sea');
+// An ES module: esbuild bundles it into the device plugin's CommonJS bundle (it is never loaded on its own).
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as sea from 'node:sea';
 // The build resolves this one import to the real package (every other import of it comes here).
-const real = require('@grpc/proto-loader');
+import * as real from '@grpc/proto-loader';
+
+// The rest of the real API, unchanged (the local exports below take precedence over these).
+export * from '@grpc/proto-loader';
 
 /** Virtual directory holding the embedded `proto/`. */
-const EMBEDDED_ROOT = '/.macvtap-embedded';
+export const EMBEDDED_ROOT = '/.macvtap-embedded';
 
 /** @param {string} file @param {string} dir */
 function mapPath(file, dir) {
@@ -54,11 +57,7 @@ function withExtracted(filename, options, call) {
   return result;
 }
 
-module.exports = {
-  ...real,
-  EMBEDDED_ROOT,
-  /** @param {string | string[]} filename @param {any} [options] */
-  loadSync: (filename, options) => withExtracted(filename, options, real.loadSync),
-  /** @param {string | string[]} filename @param {any} [options] */
-  load: (filename, options) => withExtracted(filename, options, real.load),
-};
+/** @param {string | string[]} filename @param {any} [options] */
+export const loadSync = (filename, options) => withExtracted(filename, options, real.loadSync);
+/** @param {string | string[]} filename @param {any} [options] */
+export const load = (filename, options) => withExtracted(filename, options, real.load);

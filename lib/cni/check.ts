@@ -5,20 +5,33 @@
  * every mismatch listed in `details`.
  */
 import { statSync } from 'node:fs';
-import { charDeviceOf } from '../netlink/tap';
+import { charDeviceOf } from '../netlink';
 import type { Environment, NetConf } from './config';
-import { openPodNetns, readAllocation } from './device';
 import { CniError, describeError, ErrorCode } from './errors';
 import { log } from './log';
+import type { JsonObject } from './version';
+import { openPodNetns } from './netns';
+import { Scope } from './scope';
+import { lockDevice, openState } from './state';
+import { faultPoint } from '../util/faults';
 
 export function cmdCheck(env: Environment, conf: NetConf): void {
   if (!conf.prevResult)
     throw new CniError(ErrorCode.InvalidConfig, 'CHECK needs prevResult', 'the runtime must pass the ADD result as prevResult');
-  const pod = openPodNetns(env.netns);
+  const scope = new Scope();
   try {
-    // eslint-disable-next-line @typescript-eslint/no-explicit-any
-    const interfaces: any[] = conf.prevResult.interfaces ?? [];
-    const entry = interfaces.find((i) => i && i.name === env.ifname && (i.sandbox === undefined || i.sandbox === env.netns));
+    const state = scope.own(openState(conf.stateDir));
+    const pod = scope.own(openPodNetns(env.netns));
+    scope.own(lockDevice(state, conf.deviceID as string, 'CHECK', env, conf.lockTimeoutMs));
+    faultPoint('CHECK', 'locked');
+    const interfaces: unknown[] = Array.isArray(conf.prevResult.interfaces) ? (conf.prevResult.interfaces as unknown[]) : [];
+    const entry = interfaces.find(
+      (i): i is JsonObject =>
+        typeof i === 'object' &&
+        i !== null &&
+        (i as JsonObject).name === env.ifname &&
+        ((i as JsonObject).sandbox === undefined || (i as JsonObject).sandbox === env.netns),
+    );
     if (!entry) throw new CniError(ErrorCode.CheckFailed, `prevResult lists no interface ${env.ifname} in ${env.netns}`);
     const link = pod.getLinkSync(env.ifname);
     if (!link) throw new CniError(ErrorCode.CheckFailed, `interface ${env.ifname} is missing from ${env.netns}`);
@@ -49,7 +62,7 @@ export function cmdCheck(env: Environment, conf: NetConf): void {
       } catch (err) {
         problems.push(`cannot read its tap device: ${describeError(err)}`);
       }
-      const record = conf.deviceID ? readAllocation(conf.stateDir, conf.deviceID) : undefined;
+      const record = state.allocations.read(conf.deviceID as string);
       if (record && record.ifindex !== link.index)
         problems.push(`ifindex is ${link.index}, but device ${record.deviceID} was allocated as /dev/tap${record.ifindex}`);
     }
@@ -58,6 +71,6 @@ export function cmdCheck(env: Environment, conf: NetConf): void {
       throw new CniError(ErrorCode.CheckFailed, `interface ${env.ifname} in ${env.netns} is not as configured`, problems.join('; '));
     }
   } finally {
-    pod.close();
+    scope.close();
   }
 }

@@ -6,20 +6,20 @@
  * DEL reads leniently: a value DEL does not need (mac, mtu, promiscMode, owner, group, CNI_ARGS) is logged and
  * ignored when invalid, so that the cleanup of a failed ADD is never refused for the input that made ADD fail.
  */
-import { DEFAULT_STATE_DIR } from '../naming/allocations';
+import { DEFAULT_LOCK_TIMEOUT_MS, DEFAULT_STATE_DIR, STATE_DIR_ENV } from '../state';
 import { formatMac, interfaceNameProblem, parseUnicastMac } from '../netlink/validate';
 import { CniArgs, parseCniArgs } from './args';
 import { CniError, ErrorCode } from './errors';
 import { configureLog, DEFAULT_LOG_LEVEL, isLogLevel, log, LOG_LEVELS, LogLevel } from './log';
-import { CniVersion, requireSupported, requireVerb } from './version';
+import { CniVersion, JsonObject, requireSupported, requireVerb } from './version';
 
 export const COMMANDS = ['ADD', 'DEL', 'CHECK', 'VERSION', 'GC', 'STATUS'] as const;
 export type Command = (typeof COMMANDS)[number];
 
-/** Default host state directory, shared with the device plugin (its allocation records; ADD's attachments and locks). */
-export { DEFAULT_STATE_DIR };
-/** Environment variable naming the state directory when the config has no `stateDir`. */
-export const STATE_DIR_ENV = 'MACVTAP_CNI_STATE_DIR';
+/** Default host state directory, shared with the device plugin, and the environment variable overriding it. */
+export { DEFAULT_STATE_DIR, STATE_DIR_ENV };
+/** Environment variable bounding the wait for a device's lock (milliseconds; the runtime's environment). */
+export const LOCK_TIMEOUT_ENV = 'MACVTAP_CNI_LOCK_TIMEOUT_MS';
 /** The qemu user and group of KubeVirt's virt-launcher images. */
 export const DEFAULT_OWNER = 107;
 export const DEFAULT_GROUP = 107;
@@ -57,10 +57,11 @@ export interface NetConf {
   owner: number;
   group: number;
   stateDir: string;
+  /** How long a verb waits for the device's lock before code 11. */
+  lockTimeoutMs: number;
   logFile: string | undefined;
   logLevel: LogLevel;
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  prevResult: any | undefined;
+  prevResult: JsonObject | undefined;
   /** GC only: `cni.dev/valid-attachments`. */
   validAttachments: Attachment[] | undefined;
 }
@@ -184,7 +185,7 @@ export function readConfig(
   if (config.cniVersion !== undefined && typeof config.cniVersion !== 'string') {
     throw new CniError(ErrorCode.DecodeFailure, `cniVersion must be a string, got ${JSON.stringify(config.cniVersion)}`);
   }
-  const cniVersion = requireSupported(config.cniVersion as string | undefined);
+  const cniVersion = requireSupported(config.cniVersion);
   requireVerb(command, cniVersion);
   if (typeof config.name !== 'string' || config.name === '') throw configError('name must be a non-empty string');
   if (typeof config.type !== 'string' || config.type === '') throw configError('type must be a non-empty string');
@@ -194,6 +195,14 @@ export function readConfig(
     if (typeof config.stateDir !== 'string' || !config.stateDir.startsWith('/'))
       throw configError(`stateDir must be an absolute path, got ${JSON.stringify(config.stateDir)}`);
     stateDir = config.stateDir;
+  }
+
+  let lockTimeoutMs = DEFAULT_LOCK_TIMEOUT_MS;
+  const lockEnv = processEnv[LOCK_TIMEOUT_ENV];
+  if (lockEnv !== undefined && lockEnv !== '') {
+    if (!/^\d{1,7}$/.test(lockEnv) || Number(lockEnv) < 1)
+      throw envError(`${LOCK_TIMEOUT_ENV} must be a number of milliseconds (1-9999999), got ${JSON.stringify(lockEnv)}`);
+    lockTimeoutMs = Number(lockEnv);
   }
 
   const runtimeConfig = optionalObject(config, 'runtimeConfig');
@@ -295,6 +304,7 @@ export function readConfig(
     owner,
     group,
     stateDir,
+    lockTimeoutMs,
     logFile,
     logLevel,
     prevResult,

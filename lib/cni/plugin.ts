@@ -6,6 +6,7 @@
 import { Command, decodeConfig, Environment, rawVersion, readCommand, readConfig, readEnvironment } from './config';
 import { CniError, describeError, ErrorCode, errorResult } from './errors';
 import { closeLog, log } from './log';
+import { stateFailure } from './state';
 import { LATEST_VERSION, versionResult } from './version';
 
 export interface PluginOutput {
@@ -42,7 +43,7 @@ export async function runPlugin(env: NodeJS.ProcessEnv, readStdin: () => string)
       }
       case 'DEL': {
         const { cmdDel } = require('./del') as typeof import('./del');
-        await cmdDel(attachment as Environment, conf);
+        cmdDel(attachment as Environment, conf);
         return { stdout: '', exitCode: 0 };
       }
       case 'CHECK': {
@@ -51,12 +52,12 @@ export async function runPlugin(env: NodeJS.ProcessEnv, readStdin: () => string)
         return { stdout: '', exitCode: 0 };
       }
       case 'GC': {
-        const { cmdGc } = require('./maintenance') as typeof import('./maintenance');
-        await cmdGc(conf);
+        const { cmdGc } = require('./gc') as typeof import('./gc');
+        cmdGc(conf);
         return { stdout: '', exitCode: 0 };
       }
       case 'STATUS': {
-        const { cmdStatus } = require('./maintenance') as typeof import('./maintenance');
+        const { cmdStatus } = require('./status') as typeof import('./status');
         cmdStatus(conf);
         return { stdout: '', exitCode: 0 };
       }
@@ -66,7 +67,7 @@ export async function runPlugin(env: NodeJS.ProcessEnv, readStdin: () => string)
     const failure =
       err instanceof CniError
         ? err
-        : new CniError(ErrorCode.Internal, `internal error during ${command ?? 'start-up'}: ${describeError(err)}`);
+        : (stateFailure(err) ?? new CniError(ErrorCode.Internal, `internal error during ${command ?? 'start-up'}: ${describeError(err)}`));
     log.error(failure.message, { code: failure.code, ...(failure.details && { details: failure.details }) });
     return { stdout: json(errorResult(failure, rawVersion(config) ?? LATEST_VERSION)), exitCode: 1 };
   } finally {

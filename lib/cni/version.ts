@@ -80,20 +80,20 @@ export interface AttachedInterface {
   sandbox: string;
 }
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-type Json = any;
+/** A JSON object as parsed (values not yet checked). */
+export type JsonObject = Record<string, unknown>;
 
 /**
  * The ADD result for `version`: a chained `prevResult` passed through with this interface appended, or a fresh
  * result. The interface entry carries `mtu` from 1.1.0 on. `dns` is always present (an empty object when
  * nothing upstream set it), as the reference plugins print it.
  */
-export function addResult(version: CniVersion, iface: AttachedInterface, prevResult: Json | undefined): Json {
-  const entry: Json = { name: iface.name, mac: iface.mac, sandbox: iface.sandbox };
+export function addResult(version: CniVersion, iface: AttachedInterface, prevResult: JsonObject | undefined): JsonObject {
+  const entry: JsonObject = { name: iface.name, mac: iface.mac, sandbox: iface.sandbox };
   if (atLeast(version, '1.1.0')) entry.mtu = iface.mtu;
-  const base: Json = prevResult ? { ...prevResult } : {};
-  const interfaces = Array.isArray(base.interfaces) ? [...base.interfaces, entry] : [entry];
-  const result: Json = { cniVersion: version, interfaces };
+  const base: JsonObject = prevResult ? { ...prevResult } : {};
+  const interfaces: unknown[] = Array.isArray(base.interfaces) ? [...(base.interfaces as unknown[]), entry] : [entry];
+  const result: JsonObject = { cniVersion: version, interfaces };
   for (const key of Object.keys(base)) {
     if (key !== 'cniVersion' && key !== 'interfaces') result[key] = base[key];
   }

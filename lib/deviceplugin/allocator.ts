@@ -105,7 +105,7 @@ export class Allocator {
     const taken = this.range ? new Set((await this.netns.listLinks()).map((l) => l.index)) : undefined;
     try {
       for (const id of ids) {
-        const linkName = await hostLinkName(id);
+        const linkName = hostLinkName(id);
         const step = (what: string, err: unknown): AllocateError =>
           new AllocateError(
             err instanceof AllocateError ? err.kind : 'internal',

@@ -2,7 +2,7 @@
  * Names shared by the device plugin and the CNI plugin, compatible with kubevirt's macvtap-cni so that a
  * node can switch images: resource names, device IDs and the host-side link name of each device.
  */
-import xxhash from 'xxhash-wasm';
+import { native } from '../netlink/native';
 
 /** Resource names are `macvtap.network.kubevirt.io/<name>`. */
 export const RESOURCE_PREFIX = 'macvtap.network.kubevirt.io';
@@ -16,14 +16,11 @@ export function deviceId(name: string, i: number): string {
   return `${name}Mvp${i}`;
 }
 
-let hasher: ReturnType<typeof xxhash> | undefined;
-
 /**
- * The host link name of a device: `mvt` + 12 hex digits of xxhash64(deviceID) & 0xffffffffffff.
- * (15 bytes: the longest name Linux allows.)
+ * The host link name of a device: `mvt` + 12 hex digits of xxhash64(deviceID) & 0xffffffffffff (15 bytes: the
+ * longest name Linux allows). Synchronous: the addon computes XXH64 (kubevirt's `TemporaryInterfaceName`).
  */
-export async function hostLinkName(id: string): Promise<string> {
-  hasher ??= xxhash();
-  const { h64 } = await hasher;
-  return `mvt${(h64(id) & 0xffffffffffffn).toString(16).padStart(12, '0')}`;
+export function hostLinkName(id: string): string {
+  const hash = native().xxhash64(Buffer.from(id, 'utf8'));
+  return `mvt${(hash & 0xffffffffffffn).toString(16).padStart(12, '0')}`;
 }

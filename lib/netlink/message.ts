@@ -108,7 +108,7 @@ export function parseAttributes(buf: Buffer, offset: number, end: number, list?:
 }
 
 export function nested(payload: Buffer | undefined, list?: { type: number; out: Buffer[] }): Attributes {
-  return payload ? parseAttributes(payload, 0, payload.length, list) : new Map();
+  return payload ? parseAttributes(payload, 0, payload.length, list) : new Map<number, Buffer>();
 }
 
 export function readString(payload: Buffer | undefined): string | undefined {

@@ -1,6 +1,7 @@
 /**
  * The typed surface of the C++ addon, and its loader. Nothing outside lib/netlink sees the addon itself.
  */
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { NetlinkError } from './errors';
 
@@ -8,8 +9,13 @@ import { NetlinkError } from './errors';
 export interface NativeNetlinkSocket {
   /** The socket's fd (-1 once closed). */
   readonly fd: number;
-  /** Sends one complete netlink message (its seq is stamped natively) and returns the data messages. */
-  requestSync(request: Buffer, operation: string, link: string): Buffer[];
+  /** The socket's netlink port id (where the kernel sends its replies); -1 once closed. */
+  readonly portId: number;
+  /**
+   * Sends one complete netlink message (its seq is stamped natively) and returns the data messages. Waits at
+   * most `timeoutMs` for the reply (then ETIMEDOUT); only the kernel's messages with that seq count.
+   */
+  requestSync(request: Buffer, operation: string, link: string, timeoutMs: number): Buffer[];
   /** Asynchronous twin of requestSync; the reply is read on the main loop (uv_poll). One at a time. */
   request(request: Buffer, operation: string, link: string, callback: (err: NetlinkError | null, messages?: Buffer[]) => void): void;
   /** Delivers multicast messages (groups given at construction) in batches on the main loop. */
@@ -34,10 +40,16 @@ export interface NativeStat {
 export interface NativeAddon {
   init(errorClass: typeof NetlinkError): void;
   NetlinkSocket: new (nsFd: number, groups: number) => NativeNetlinkSocket;
+  /** A verified network namespace fd; never blocks (FIFOs, devices, sockets... fail with EINVAL). */
   nsOpen(path: string): number;
   nsCreate(dir: string, name: string): void;
   nsRemove(dir: string, name: string): void;
+  /** A detached read-only sysfs mount (fd) as namespace `nsFd` sees it (fsopen/fsmount, Linux 5.2+). */
+  sysfsMount(nsFd: number): number;
+  /** Reads `path` under a sysfs mounted for namespace `nsFd` in a private mount namespace (one task per call). */
   sysfsRead(nsFd: number, path: string): string;
+  /** Reads (up to 4 KiB of) a file relative to a directory fd. */
+  readAt(dirFd: number, path: string): string;
   closeFd(fd: number): void;
   mknod(path: string, mode: number, major: number, minor: number): void;
   // The state directory's file primitives (native/statefs.h), used only by lib/state. Names are one component
@@ -51,20 +63,57 @@ export interface NativeAddon {
   stateList(dirFd: number): string[];
   stateLock(fd: number): boolean;
   stateCommit(fileFd: number, dirFd: number, from: string, to: string, callback: (err: NetlinkError | null) => void): void;
+  /** XXH64 with seed 0. */
+  xxhash64(data: Buffer): bigint;
 }
 
 const ADDON_FILE = 'macvtap_native.node';
+/** The platforms the npm package carries a prebuilt addon for (glibc >= 2.28); others build from source. */
+const PREBUILT = ['linux-x64', 'linux-arm64'];
+const PLATFORM = `${process.platform}-${process.arch}`;
 
-/** Where the addon may be: an explicit override, the build tree (from dist/ or from sources), next to a bundle. */
+const mtime = (file: string): number => {
+  try {
+    return fs.statSync(file).mtimeMs;
+  } catch {
+    return -1;
+  }
+};
+
+/**
+ * Where the addon may be, in order: an explicit override; the prebuilt binary for this platform in the
+ * package (what an installed package uses; no compiler, no install script); a local source build; next to a
+ * bundle. The package root is one to three levels up: from lib/netlink (sources), dist/lib/netlink (tsc) or
+ * dist/bin (an esbuild bundle). A source build newer than the prebuild beside it goes first, so that a
+ * developer who rebuilt the C++ with node-gyp directly never runs a stale prebuild.
+ */
 function candidatePaths(): string[] {
   const candidates: string[] = [];
   const override = process.env.MACVTAP_NATIVE_ADDON;
-  if (override) candidates.push(override);
+  if (override) candidates.push(path.resolve(override));
   for (const up of ['..', '../..', '../../..']) {
-    candidates.push(path.resolve(__dirname, up, 'build', 'Release', ADDON_FILE));
+    const root = path.resolve(__dirname, up);
+    const prebuilt = path.join(root, 'prebuilds', PLATFORM, ADDON_FILE);
+    const built = path.join(root, 'build', 'Release', ADDON_FILE);
+    candidates.push(...(mtime(built) > mtime(prebuilt) && mtime(prebuilt) >= 0 ? [built, prebuilt] : [prebuilt, built]));
   }
   candidates.push(path.resolve(__dirname, ADDON_FILE));
   return [...new Set(candidates)];
+}
+
+/** What the user can do when no candidate loaded: depends on why no prebuild fits this machine. */
+function remedy(): string {
+  const build =
+    'build it from source (needs python3, make and a C++17 compiler): run `npx node-gyp rebuild` in the package directory ' +
+    '(`npm run build:addon` in a clone), or point MACVTAP_NATIVE_ADDON at a built copy';
+  if (!PREBUILT.includes(PLATFORM)) return `There is no prebuilt addon for ${PLATFORM} (prebuilt: ${PREBUILT.join(', ')}); ${build}.`;
+  const header = (process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header;
+  const glibc = header?.glibcVersionRuntime;
+  if (!glibc) return `The prebuilt addon for ${PLATFORM} needs glibc >= 2.28 and this Node does not use glibc (musl?); ${build}.`;
+  const [major, minor] = glibc.split('.').map(Number);
+  if (major < 2 || (major === 2 && minor < 28))
+    return `The prebuilt addon for ${PLATFORM} needs glibc >= 2.28, this machine has ${glibc}; ${build}.`;
+  return `Reinstall the package (its prebuilds/${PLATFORM}/${ADDON_FILE} is missing or damaged), or ${build}.`;
 }
 
 let loaded: NativeAddon | undefined;
@@ -93,16 +142,12 @@ export function native(): NativeAddon {
         break;
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
-        tried.push(`  ${candidate}: ${code === 'MODULE_NOT_FOUND' ? 'not found' : (err as Error).message}`);
+        tried.push(`  ${candidate}: ${code === 'MODULE_NOT_FOUND' ? 'not found' : (err as Error).message.split('\n')[0]}`);
       }
     }
   }
   if (!addon) {
-    throw new Error(
-      `macvtap-cni: cannot load the native addon ${ADDON_FILE}. Tried:\n${tried.join('\n')}\n` +
-        'Build it with `npm run build:addon` (needs python3, make and a C++17 compiler), ' +
-        'or point MACVTAP_NATIVE_ADDON at a built copy.',
-    );
+    throw new Error(`macvtap-cni: cannot load the native addon ${ADDON_FILE} for ${PLATFORM}. Tried:\n${tried.join('\n')}\n${remedy()}`);
   }
   addon.init(NetlinkError);
   loaded = addon;

@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { NetlinkError } from './errors';
 import { native } from './native';
-import type { TapDevice } from './netns';
+import type { TapDevice } from './ops/tap-device';
 import { assertInteger } from './validate';
 
 export interface TapNodeOptions {

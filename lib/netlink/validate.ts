@@ -2,6 +2,7 @@
  * The project's one MAC parser and one interface-name validator. They throw TypeError/RangeError before any
  * syscall is made, with a message that names the option and the value.
  */
+import type { Link } from './link';
 
 const MAC_RE = /^[0-9a-fA-F]{2}([:-])[0-9a-fA-F]{2}(\1[0-9a-fA-F]{2}){4}$/;
 
@@ -32,6 +33,8 @@ export function interfaceNameProblem(name: unknown): string | undefined {
   if (name.length === 0) return 'must not be empty';
   if (Buffer.byteLength(name) > 15) return `${JSON.stringify(name)} is longer than 15 bytes`;
   if (name === '.' || name === '..') return `${JSON.stringify(name)} is reserved`;
+  // A NUL would end the name early in the kernel (nla_strscpy): "eth0\0x" would name eth0.
+  if (name.includes('\0')) return `${JSON.stringify(name)} contains a NUL byte`;
   if (/[/:\s]/.test(name)) return `${JSON.stringify(name)} contains '/', ':' or whitespace`;
   return undefined;
 }
@@ -46,9 +49,50 @@ export function assertInteger(value: unknown, what: string, min: number, max: nu
   if (value < min || value > max) throw new RangeError(`${what} must be between ${min} and ${max}, got ${value}`);
 }
 
+/** A link given by name or ifindex (see `LinkRef`). */
+export function assertLinkRef(ref: unknown, what: string): asserts ref is string | number {
+  if (typeof ref === 'number') assertInteger(ref, `${what} ifindex`, 1, 0x7fffffff);
+  else assertInterfaceName(ref, what);
+}
+
+export function assertBoolean(value: unknown, what: string): asserts value is boolean | undefined {
+  if (value !== undefined && typeof value !== 'boolean') throw new TypeError(`${what} must be a boolean, got ${describe(value)}`);
+}
+
+export function assertObject(value: unknown, what: string): asserts value is object {
+  if (typeof value !== 'object' || value === null) throw new TypeError(`${what} must be an object, got ${describe(value)}`);
+}
+
+/** A file name for a named namespace under NETNS_RUN_DIR. */
+export function assertNsName(name: unknown): asserts name is string {
+  if (
+    typeof name !== 'string' ||
+    name.length === 0 ||
+    name.length > 255 ||
+    name.includes('/') ||
+    name.includes('\0') ||
+    name === '.' ||
+    name === '..'
+  ) {
+    throw new TypeError(`namespace name must be a non-empty file name without '/' or NUL, got ${describe(name)}`);
+  }
+}
+
+/** A value as an error message shows it. */
 export function describe(value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value);
   if (value === null || value === undefined) return String(value);
   if (typeof value === 'object') return Array.isArray(value) ? 'an array' : 'an object';
-  return `${typeof value} ${String(value)}`;
+  if (typeof value === 'function') return 'a function';
+  if (typeof value === 'symbol') return value.toString();
+  return `${typeof value} ${(value as number | boolean | bigint).toString()}`;
+}
+
+/** A `Link` record passed where a reference is expected: checked enough to address the link by it. */
+export function isLinkRecord(ref: unknown): ref is Link {
+  if (typeof ref !== 'object' || ref === null) return false;
+  const link = ref as Partial<Link>;
+  assertInteger(link.index, 'link.index', 1, 0x7fffffff);
+  assertInterfaceName(link.name, 'link.name');
+  return true;
 }

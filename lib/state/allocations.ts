@@ -4,7 +4,7 @@
  * /dev/tap<ifindex> the kubelet keeps handing to the pod) after a sandbox was recreated or the node rebooted.
  * Written by the device plugin under the device's lock; read by both.
  */
-import { RESOURCE_PREFIX } from '../naming';
+import { hostLinkName, RESOURCE_PREFIX } from '../naming';
 import { RecordStore } from './store';
 import { allocationName, deviceIdProblem } from './names';
 import { equal, ifname, integer, isoTime, object, oneOf, RecordProblem, string, version } from './schema';
@@ -31,9 +31,6 @@ export interface AllocationRecord {
 export const ALLOCATION_MODES = ['bridge', 'vepa', 'private', 'passthru'] as const;
 export type AllocationMode = (typeof ALLOCATION_MODES)[number];
 
-/** The device plugin's link name pattern (the exact hash is checked where it is computed). */
-const LINK_NAME_RE = /^mvt[0-9a-f]{12}$/;
-
 /** Checks an allocation record read from `allocations/<name>`; throws RecordProblem. */
 export function parseAllocation(value: unknown, fileName?: string): AllocationRecord {
   const rec = object(value, 'the record');
@@ -47,8 +44,8 @@ export function parseAllocation(value: unknown, fileName?: string): AllocationRe
   if (!resource.startsWith(`${RESOURCE_PREFIX}/`))
     throw new RecordProblem(`resource ${JSON.stringify(resource)} is not a ${RESOURCE_PREFIX} resource`);
   const linkName = ifname(rec, 'linkName');
-  if (!LINK_NAME_RE.test(linkName))
-    throw new RecordProblem(`linkName ${JSON.stringify(linkName)} is not the device plugin's mvt<hash> name`);
+  if (linkName !== hostLinkName(deviceID))
+    throw new RecordProblem(`linkName ${JSON.stringify(linkName)} is not the device's name ${hostLinkName(deviceID)}`);
   const out: AllocationRecord = {
     version: 1,
     deviceID,
@@ -81,7 +78,7 @@ export class AllocationStore extends RecordStore<AllocationRecord> {
 
   /** write() with the fsyncs and the rename on the thread pool (the daemon's event loop keeps running). */
   async writeAsync(record: AllocationRecord): Promise<void> {
-    await this.writeRecordAsync(allocationName(record.deviceID), parseAllocation(record));
+    await this.beginWriteRecord(allocationName(record.deviceID), parseAllocation(record));
   }
 
   remove(deviceID: string): boolean {

@@ -11,6 +11,7 @@
  * of a device's records happen under the device's lock, so whoever holds that lock next knows no writer is at
  * work: recover() turns such a temp file into the record (or drops it if it is not a whole one).
  */
+import { hostLinkName } from '../naming';
 import { RecordStore } from './store';
 import { attachmentName, AttachmentKey, containerIdProblem, deviceIdProblem, deviceOfAttachmentName, parseTempName } from './names';
 import { boolean, Fields, ifname, integer, isoTime, mac, object, RecordProblem, string, version } from './schema';
@@ -61,9 +62,6 @@ function pod(value: unknown): PodRef | undefined {
   return { namespace: string(o, 'namespace', 253), name: string(o, 'name', 253), uid: string(o, 'uid', 64) };
 }
 
-/** The device plugin's link name pattern: `mvt` + 12 hex digits. */
-const HASH_NAME_RE = /^mvt[0-9a-f]{12}$/;
-
 /** Checks an attachment record (from file `fileName` when given); throws RecordProblem. */
 export function parseAttachment(value: unknown, fileName?: string): AttachmentRecord {
   const rec = object(value, 'the record');
@@ -82,7 +80,7 @@ export function parseAttachment(value: unknown, fileName?: string): AttachmentRe
   const hostName = ifname(rec, 'hostName');
   // A device's host link is named after the device: the deviceID itself (an operator's macvtap) or the device
   // plugin's hash name. Any other name would let a record rename links at will.
-  if (hostName !== key.deviceID && !HASH_NAME_RE.test(hostName))
+  if (hostName !== key.deviceID && hostName !== hostLinkName(key.deviceID))
     throw new RecordProblem(`hostName ${JSON.stringify(hostName)} is neither the deviceID nor a device plugin name`);
   return {
     version: 2,
@@ -113,11 +111,12 @@ export class AttachmentStore extends RecordStore<AttachmentRecord> {
   }
 
   /**
-   * write() with fsync → rename → fsync dir on the thread pool: ADD starts it before moving the link and awaits
-   * it after, so the fsyncs overlap the kernel's namespace move instead of adding to it.
+   * write() with fsync → rename → fsync dir on the thread pool. The temp file (the whole record) is written before
+   * this returns, and its failures throw here; the promise settles once the record is durable. ADD starts it before
+   * moving the link and awaits it after, so the fsyncs overlap the kernel's namespace move instead of adding to it.
    */
-  async writeAsync(record: AttachmentRecord): Promise<void> {
-    await this.writeRecordAsync(attachmentName(record), parseAttachment(record));
+  beginWrite(record: AttachmentRecord): Promise<void> {
+    return this.beginWriteRecord(attachmentName(record), parseAttachment(record));
   }
 
   remove(key: AttachmentKey): boolean {

@@ -189,26 +189,28 @@ export class StateSubdir {
   }
 
   /**
-   * The same as write(), with fsync → rename → fsync dir on the thread pool. The temp file is complete when this
-   * returns, so a writer killed before the rename leaves a whole record under the temp name (see recoverTemp).
+   * The same as write(), with fsync → rename → fsync dir on the thread pool. The temp file is written before this
+   * returns (its failures, ENOSPC first of all, throw here, synchronously); the returned promise settles when the
+   * record is durable. A writer killed before the rename leaves a whole record under the temp name (recoverable).
    */
-  async writeAsync(name: string, data: string): Promise<void> {
+  beginWrite(name: string, data: string): Promise<void> {
     const temp = tempName(name);
     const fd = this.createTemp(temp, data);
-    const err = await new Promise<NetlinkError | null>((resolve) => {
-      if (!testSkipsFsync()) return native().stateCommit(fd, this.fd, temp, name, resolve);
+    return new Promise<void>((resolve, reject) => {
+      const done = (err: NetlinkError | null): void => {
+        fs.closeSync(fd);
+        if (!err) return resolve();
+        this.discard(temp);
+        reject(stateError(err, 'write record', this.file(name)));
+      };
+      if (!testSkipsFsync()) return native().stateCommit(fd, this.fd, temp, name, done);
       try {
         native().stateRename(this.fd, temp, name);
-        resolve(null);
+        done(null);
       } catch (e) {
-        resolve(e as NetlinkError);
+        done(e as NetlinkError);
       }
     });
-    fs.closeSync(fd);
-    if (err) {
-      this.discard(temp);
-      throw stateError(err, 'write record', this.file(name));
-    }
   }
 
   /** Renames `from` over `to` durably (a dead writer's complete temp file becomes the record). */
@@ -245,6 +247,13 @@ export class StateSubdir {
     } catch {
       return false;
     }
+  }
+
+  /** Creates, writes and removes a probe file: throws StateError when records could not be written here. */
+  probeWrite(): void {
+    const temp = tempName('write-probe');
+    fs.closeSync(this.createTemp(temp, '.'));
+    this.discard(temp);
   }
 
   /** Opens (creating, 0600) a lock file and checks it is a root-owned regular file. */

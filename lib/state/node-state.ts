@@ -93,6 +93,14 @@ export class NodeState {
     return removed;
   }
 
+  /**
+   * Throws StateError unless the state directory takes new files right now (STATUS): each subdirectory is created
+   * if missing and a probe file written into it and removed.
+   */
+  checkWritable(): void {
+    for (const name of ['locks', 'attachments'] as const) (this.dir.subdir(name, true) as StateSubdir).probeWrite();
+  }
+
   close(): void {
     this.dir.close();
   }

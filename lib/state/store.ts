@@ -68,8 +68,9 @@ export abstract class RecordStore<T> {
     (this.dir(true) as StateSubdir).write(name, `${JSON.stringify(record)}\n`);
   }
 
-  protected async writeRecordAsync(name: string, record: T): Promise<void> {
-    await (this.dir(true) as StateSubdir).writeAsync(name, `${JSON.stringify(record)}\n`);
+  /** Writes the temp file now (throwing synchronously), and returns the promise of the durable rename. */
+  protected beginWriteRecord(name: string, record: T): Promise<void> {
+    return (this.dir(true) as StateSubdir).beginWrite(name, `${JSON.stringify(record)}\n`);
   }
 
   /** Removes a record durably; false if there was none. */

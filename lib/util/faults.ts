@@ -42,10 +42,10 @@ export function faultPoint(verb: string, step: string): void {
   process.kill(process.pid, action === 'kill' ? 'SIGKILL' : 'SIGSTOP');
 }
 
-let noFsync: boolean | undefined;
-
-/** True when a benchmark asked to measure without fsync (MACVTAP_TEST_NO_FSYNC=1). */
+/**
+ * True when a benchmark asked to measure without fsync (MACVTAP_TEST_NO_FSYNC=1). Read at each call (a lookup
+ * in the environment block, far below an fsync's cost), so a benchmark can alternate in one process.
+ */
 export function testSkipsFsync(): boolean {
-  noFsync ??= process.env.MACVTAP_TEST_NO_FSYNC === '1';
-  return noFsync;
+  return process.env.MACVTAP_TEST_NO_FSYNC === '1';
 }

@@ -5,14 +5,14 @@ import * as path from 'node:path';
 import t from 'tap';
 import { hostLinkName } from '../../lib/naming';
 import { rootOnly } from '../support/kernel';
-import { addMacvtap, cni, conf, ipLink, makeScene, nodeDev, nodeOwner, sysfsDev, writeAllocation } from './harness';
+import { addMacvtap, cni, conf, ipLink, linkOf, makeScene, nodeDev, nodeOwner, sysfsDev, writeAllocation } from './harness';
 
 const ARGS = 'IgnoreUnknown=true;K8S_POD_NAMESPACE=default;K8S_POD_NAME=vm;K8S_POD_INFRA_CONTAINER_ID=c0ffee01';
 
-t.test('MAC sources, lowest to highest: config mac < CNI_ARGS MAC < runtimeConfig.mac < args.cni.mac', { skip: rootOnly }, async (t) => {
+t.test('MAC sources, lowest to highest: config mac < CNI_ARGS MAC < runtimeConfig.mac < args.cni.mac', { skip: rootOnly }, (t) => {
   const s = makeScene(t, { indexes: 1 });
   addMacvtap(s, 'mvtmac', s.indexes[0]);
-  const kernelMac = ipLink(s.host, 'mvtmac').address;
+  const kernelMac = linkOf(s.host, 'mvtmac').address as string;
   const macs = { config: '02:00:00:00:01:01', cniArgs: '02:00:00:00:01:02', runtime: '02:00:00:00:01:03', args: '02:00:00:00:01:04' };
   const cases: [string, Record<string, unknown>, string, string][] = [
     [
@@ -39,24 +39,25 @@ t.test('MAC sources, lowest to highest: config mac < CNI_ARGS MAC < runtimeConfi
     t.equal(cni(s, { command: 'DEL', config, args }).status, 0, `${label}: DEL`);
     t.equal(ipLink(s.host, 'mvtmac')?.address, kernelMac, `${label}: DEL restored the host MAC`);
   }
+  t.end();
 });
 
-t.test('mtu, promiscMode, owner and group', { skip: rootOnly }, async (t) => {
+t.test('mtu, promiscMode, owner and group', { skip: rootOnly }, (t) => {
   const s = makeScene(t, { indexes: 1, mtu: 9000 });
   const idx = s.indexes[0];
   addMacvtap(s, 'mvtkeys', idx);
-  const hostBefore = ipLink(s.host, 'mvtkeys');
+  const hostBefore = linkOf(s.host, 'mvtkeys');
 
   // Defaults: MTU as it was, promisc off, tap node 107:107.
   let config = conf(s, { deviceID: 'mvtkeys' });
   let r = cni(s, { command: 'ADD', config });
   t.equal(r.status, 0, r.stdout);
-  let o = ipLink(s.pod, 'net1');
+  let o = linkOf(s.pod, 'net1');
   t.equal(o.mtu, hostBefore.mtu, 'default: MTU unchanged');
-  t.equal(r.json.interfaces[0].mtu, hostBefore.mtu, 'result mtu (1.1.0)');
+  t.equal(r.json?.interfaces?.[0]?.mtu, hostBefore.mtu, 'result mtu (1.1.0)');
   t.equal(o.promiscuity, 0, 'default: promisc off');
   t.ok(o.flags.includes('UP'), 'up');
-  t.equal(o.linkinfo.info_kind, 'macvtap', 'a macvtap');
+  t.equal(o.linkinfo?.info_kind, 'macvtap', 'a macvtap');
   t.equal(nodeOwner(idx), '107:107', 'default owner 107:107 (qemu)');
   t.equal(nodeDev(idx), sysfsDev(s.pod, 'net1', idx), "/dev/tapN is this macvtap's char device");
   t.equal((fs.statSync(`/dev/tap${idx}`).mode & 0o777).toString(8), '600', 'mode 0600');
@@ -66,38 +67,39 @@ t.test('mtu, promiscMode, owner and group', { skip: rootOnly }, async (t) => {
   config = conf(s, { deviceID: 'mvtkeys', mtu: 9000, promiscMode: true, owner: 0, group: 36 });
   r = cni(s, { command: 'ADD', config });
   t.equal(r.status, 0, r.stdout);
-  o = ipLink(s.pod, 'net1');
+  o = linkOf(s.pod, 'net1');
   t.equal(o.mtu, 9000, 'mtu 9000 (the lower device allows it)');
   t.equal(o.promiscuity, 1, 'promisc on');
   t.ok(o.flags.includes('PROMISC'), 'PROMISC flag');
   t.equal(nodeOwner(idx), '0:36', 'owner 0, group 36');
   t.equal(cni(s, { command: 'DEL', config }).status, 0);
-  const back = ipLink(s.host, 'mvtkeys');
+  const back = linkOf(s.host, 'mvtkeys');
   t.equal(back.mtu, hostBefore.mtu, 'DEL restored the host MTU');
   t.equal(back.promiscuity, 0, 'DEL restored promisc off');
   t.notOk(back.flags.includes('UP'), 'DEL restored down');
 
   // mtu 68, the minimum.
   config = conf(s, { deviceID: 'mvtkeys', mtu: 68, promiscMode: false });
-  r = cni(s, { command: 'ADD', config });
+  t.equal(cni(s, { command: 'ADD', config }).status, 0, 'ADD with mtu 68');
   t.equal(ipLink(s.pod, 'net1')?.mtu, 68, 'mtu 68');
   t.equal(cni(s, { command: 'DEL', config }).status, 0);
+  t.end();
 });
 
-t.test('deviceID: link name, allocation record, derived name, runtimeConfig.deviceID', { skip: rootOnly }, async (t) => {
+t.test('deviceID: link name, allocation record, derived name, runtimeConfig.deviceID', { skip: rootOnly }, (t) => {
   const s = makeScene(t, { indexes: 3 });
   const [a, b, c] = s.indexes;
   addMacvtap(s, 'mvtplain', a);
-  const derived = await hostLinkName('dataplaneMvp5');
+  const derived = hostLinkName('dataplaneMvp5');
   addMacvtap(s, derived, b);
-  writeAllocation(s, { deviceID: 'dataplaneMvp6', linkName: 'mvtrecorded', ifindex: c });
-  addMacvtap(s, 'mvtrecorded', c);
+  const recorded = writeAllocation(s, { deviceID: 'dataplaneMvp6', ifindex: c }).linkName;
+  addMacvtap(s, recorded, c);
 
   const cases: [string, Record<string, unknown>, string, number][] = [
     ['existing host link name', { deviceID: 'mvtplain' }, 'mvtplain', a],
     ['device plugin ID, derived name', { deviceID: 'dataplaneMvp5' }, derived, b],
-    ['device plugin ID, allocation record', { deviceID: 'dataplaneMvp6' }, 'mvtrecorded', c],
-    ['runtimeConfig.deviceID wins over deviceID', { deviceID: 'mvtplain', runtimeConfig: { deviceID: 'dataplaneMvp6' } }, 'mvtrecorded', c],
+    ['device plugin ID, allocation record', { deviceID: 'dataplaneMvp6' }, recorded, c],
+    ['runtimeConfig.deviceID wins over deviceID', { deviceID: 'mvtplain', runtimeConfig: { deviceID: 'dataplaneMvp6' } }, recorded, c],
     ['runtimeConfig.deviceID alone', { runtimeConfig: { deviceID: 'mvtplain' } }, 'mvtplain', a],
   ];
   for (const [label, extra, hostName, index] of cases) {
@@ -109,9 +111,10 @@ t.test('deviceID: link name, allocation record, derived name, runtimeConfig.devi
     t.equal(cni(s, { command: 'DEL', config }).status, 0, `${label}: DEL`);
     t.equal(ipLink(s.host, hostName)?.ifindex, index, `${label}: back in the host as ${hostName}`);
   }
+  t.end();
 });
 
-t.test('logFile and logLevel; stateDir from the config or the environment', { skip: rootOnly }, async (t) => {
+t.test('logFile and logLevel; stateDir from the config or the environment', { skip: rootOnly }, (t) => {
   const s = makeScene(t, { indexes: 1 });
   addMacvtap(s, 'mvtlog', s.indexes[0]);
   const logFile = path.join(s.stateDir, 'plugin.log');
@@ -120,7 +123,7 @@ t.test('logFile and logLevel; stateDir from the config or the environment', { sk
   let r = cni(s, { command: 'ADD', config, containerId: 'logtest1' });
   t.equal(r.status, 0, r.stdout);
   t.equal(r.stderr, '', 'nothing on stderr when logging to a file');
-  let text = fs.readFileSync(logFile, 'utf8');
+  const text = fs.readFileSync(logFile, 'utf8');
   const lines = text
     .trim()
     .split('\n')
@@ -131,7 +134,7 @@ t.test('logFile and logLevel; stateDir from the config or the environment', { sk
     ),
     'debug line with the attachment',
   );
-  t.match(text, /"level":"info","msg":"attached mvtlog/, 'info line');
+  t.match(text, /"level":"info","msg":"attached".*"link":"mvtlog"/, 'info line');
   t.equal(cni(s, { command: 'DEL', config, containerId: 'logtest1' }).status, 0);
 
   fs.rmSync(logFile);
@@ -139,7 +142,7 @@ t.test('logFile and logLevel; stateDir from the config or the environment', { sk
   t.equal(cni(s, { command: 'ADD', config }).status, 0);
   t.equal(cni(s, { command: 'DEL', config }).status, 0);
   t.notOk(fs.existsSync(logFile) && fs.readFileSync(logFile, 'utf8').length, 'level error: a success logs nothing');
-  r = cni(s, { command: 'ADD', config: { ...config, mtu: 10 } });
+  t.equal(cni(s, { command: 'ADD', config: { ...config, mtu: 10 } }).json?.code, 7, 'mtu 10: code 7');
   t.match(
     fs.readFileSync(logFile, 'utf8'),
     /"level":"error","msg":"mtu must be between 68 and 65535.*"code":7/,
@@ -154,14 +157,18 @@ t.test('logFile and logLevel; stateDir from the config or the environment', { sk
   // stateDir: the config key, else MACVTAP_CNI_STATE_DIR.
   const viaEnv = path.join(s.stateDir, 'from-env');
   const noKey = conf(s, { deviceID: 'mvtlog' });
-  delete noKey.stateDir;
   r = cni(s, { command: 'ADD', config: noKey, env: { MACVTAP_CNI_STATE_DIR: viaEnv } });
   t.equal(r.status, 0, r.stdout);
-  t.ok(fs.existsSync(path.join(viaEnv, 'attachments', 'mvtlog.json')), 'attachment recorded under MACVTAP_CNI_STATE_DIR');
+  t.ok(fs.existsSync(path.join(viaEnv, 'attachments', 'mvtlog+c0ffee01+net1.json')), 'attachment recorded under MACVTAP_CNI_STATE_DIR');
   t.equal(cni(s, { command: 'DEL', config: noKey, env: { MACVTAP_CNI_STATE_DIR: viaEnv } }).status, 0);
-  t.notOk(fs.existsSync(path.join(viaEnv, 'attachments', 'mvtlog.json')), 'and removed by DEL');
+  t.notOk(fs.existsSync(path.join(viaEnv, 'attachments', 'mvtlog+c0ffee01+net1.json')), 'and removed by DEL');
   const viaKey = path.join(s.stateDir, 'from-key');
-  r = cni(s, { command: 'ADD', config: conf(s, { deviceID: 'mvtlog', stateDir: viaKey }), env: { MACVTAP_CNI_STATE_DIR: viaEnv } });
-  t.ok(fs.existsSync(path.join(viaKey, 'attachments', 'mvtlog.json')), 'the stateDir key wins over the environment');
+  t.equal(
+    cni(s, { command: 'ADD', config: conf(s, { deviceID: 'mvtlog', stateDir: viaKey }), env: { MACVTAP_CNI_STATE_DIR: viaEnv } }).status,
+    0,
+    'ADD with the stateDir key',
+  );
+  t.ok(fs.existsSync(path.join(viaKey, 'attachments', 'mvtlog+c0ffee01+net1.json')), 'the stateDir key wins over the environment');
   t.equal(cni(s, { command: 'DEL', config: conf(s, { deviceID: 'mvtlog', stateDir: viaKey }) }).status, 0);
+  t.end();
 });

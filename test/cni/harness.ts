@@ -8,8 +8,10 @@ import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { AllocationRecord, AllocationStore } from '../../lib/naming/allocations';
-import { claimIfindexes, ip, ipLink, makeLowerNetns, makeNetns } from '../support/kernel';
+import { hostLinkName } from '../../lib/naming';
+import { AllocationRecord, NodeState } from '../../lib/state';
+import { Logger } from '../../lib/util/log';
+import { claimIfindexes, ip, ipLink, IpLink, makeLowerNetns, makeNetns } from '../support/kernel';
 
 export const PLUGIN = path.resolve(__dirname, '..', '..', 'dist', 'bin', 'macvtap.js');
 
@@ -39,22 +41,41 @@ export function addMacvtap(scene: Scene, name: string, index: number, mode = 'br
   ip('-n', scene.host, 'link', 'add', 'link', scene.lower, 'name', name, 'index', String(index), ...extra, 'type', 'macvtap', 'mode', mode);
 }
 
-/** An allocation record as the device plugin writes it at Allocate. */
-export function writeAllocation(
-  scene: Scene,
-  rec: Partial<AllocationRecord> & { deviceID: string; linkName: string; ifindex: number },
-): AllocationRecord {
+/** The scene's state directory, opened as the programs open it (close it when done). */
+export function openState(scene: Scene): NodeState {
+  return NodeState.open(scene.stateDir, { log: new Logger({ level: 'error' }) });
+}
+
+/** An allocation record as the device plugin writes it at Allocate; its link is `hostLinkName(deviceID)`. */
+export function writeAllocation(scene: Scene, rec: Partial<AllocationRecord> & { deviceID: string; ifindex: number }): AllocationRecord {
   const full: AllocationRecord = {
     version: 1,
     resource: 'macvtap.network.kubevirt.io/dataplane',
+    linkName: hostLinkName(rec.deviceID),
     lowerDevice: scene.lower,
     mode: 'bridge',
     txqueuelen: 1000,
     allocatedAt: new Date().toISOString(),
     ...rec,
   };
-  new AllocationStore(scene.stateDir).write(full);
+  const state = openState(scene);
+  try {
+    state.allocations.write(full);
+  } finally {
+    state.close();
+  }
   return full;
+}
+
+/** Path of the attachment record of (device, container, ifname). */
+export function attachmentFile(scene: Scene, deviceID: string, containerId = 'c0ffee01', ifname = 'net1'): string {
+  return path.join(scene.stateDir, 'attachments', `${deviceID}+${containerId}+${ifname}.json`);
+}
+
+/** Entries of a state subdirectory ([] when it does not exist). */
+export function stateEntries(scene: Scene, dir: 'attachments' | 'locks' | 'allocations'): string[] {
+  const full = path.join(scene.stateDir, dir);
+  return fs.existsSync(full) ? fs.readdirSync(full).sort() : [];
 }
 
 export interface CniCall {
@@ -70,12 +91,22 @@ export interface CniCall {
   env?: Record<string, string | undefined>;
 }
 
+/** What the plugin prints: a result (ADD), an error, or a VERSION answer; fields as the spec names them. */
+export interface CniJson {
+  cniVersion?: string;
+  code?: number;
+  msg?: string;
+  details?: string;
+  interfaces?: { name: string; mac: string; sandbox?: string; mtu?: number }[];
+  supportedVersions?: string[];
+  [key: string]: unknown;
+}
+
 export interface CniResult {
   status: number | null;
   stdout: string;
   stderr: string;
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  json: any;
+  json: CniJson | undefined;
 }
 
 function envFor(scene: Scene, call: CniCall): NodeJS.ProcessEnv {
@@ -85,6 +116,8 @@ function envFor(scene: Scene, call: CniCall): NodeJS.ProcessEnv {
     CNI_CONTAINERID: call.containerId ?? 'c0ffee01',
     CNI_IFNAME: call.ifname ?? 'net1',
     CNI_PATH: '/opt/cni/bin',
+    // The state directory is host configuration (the runtime's environment), not the network configuration's.
+    MACVTAP_CNI_STATE_DIR: scene.stateDir,
     CNI_ARGS:
       call.args ?? 'IgnoreUnknown=true;K8S_POD_NAMESPACE=default;K8S_POD_NAME=vm;K8S_POD_INFRA_CONTAINER_ID=c0ffee01;K8S_POD_UID=1234',
   };
@@ -101,9 +134,9 @@ function stdinFor(call: CniCall): string {
 }
 
 function result(status: number | null, stdout: string, stderr: string): CniResult {
-  let json: unknown;
+  let json: CniJson | undefined;
   try {
-    json = stdout.trim() ? JSON.parse(stdout) : undefined;
+    json = stdout.trim() ? (JSON.parse(stdout) as CniJson) : undefined;
   } catch {
     json = undefined;
   }
@@ -134,15 +167,21 @@ export function cniAsync(scene: Scene, call: CniCall): Promise<CniResult> {
   });
 }
 
-/** A network configuration with this scene's state dir. */
-export function conf(scene: Scene, extra: Record<string, unknown> = {}): Record<string, unknown> {
-  return { cniVersion: '1.1.0', name: 'dataplane', type: 'macvtap', stateDir: scene.stateDir, ...extra };
+/** A network configuration (the scene's state dir comes from the environment, see envFor). */
+export function conf(_scene: Scene, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return { cniVersion: '1.1.0', name: 'dataplane', type: 'macvtap', ...extra };
+}
+
+/** The oracle's view of a link that must exist (fails the test with a clear message when it does not). */
+export function linkOf(ns: string, name: string): IpLink {
+  const link = ipLink(ns, name);
+  if (!link) throw new Error(`no link ${name} in namespace ${ns}`);
+  return link;
 }
 
 /** Everything iproute2 reports about a namespace's links, for "nothing changed" comparisons. */
 export function snapshot(ns: string): string {
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  const links = JSON.parse(ip('-n', ns, '-j', '-d', 'link', 'show')) as any[];
+  const links = JSON.parse(ip('-n', ns, '-j', '-d', 'link', 'show')) as IpLink[];
   return JSON.stringify(links.sort((a, b) => a.ifindex - b.ifindex));
 }
 
@@ -167,8 +206,7 @@ export function world(scene: Scene, indexes: number[] = []): { host: string; pod
       [scene.host, host],
       [scene.pod, pod],
     ] as const) {
-      // eslint-disable-next-line @typescript-eslint/no-explicit-any
-      const link = (JSON.parse(links) as any[]).find((l) => l.ifindex === i && l.linkinfo?.info_kind === 'macvtap');
+      const link = (JSON.parse(links) as IpLink[]).find((l) => l.ifindex === i && l.linkinfo?.info_kind === 'macvtap');
       if (link) owner = sysfsDev(ns, link.ifname, i) === nodeDev(i) ? `${ns === scene.host ? 'host' : 'pod'} ${link.ifname}` : 'stale';
     }
     return `${i}:${owner}:${st.uid}:${st.gid}:${(st.mode & 0o7777).toString(8)}`;

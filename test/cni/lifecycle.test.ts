@@ -3,9 +3,22 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import t from 'tap';
 import { makeNetns, removeNetns, rootOnly } from '../support/kernel';
-import { addMacvtap, cni, conf, ip, ipLink, makeScene, noStack, world, writeAllocation } from './harness';
+import {
+  addMacvtap,
+  attachmentFile,
+  cni,
+  conf,
+  ip,
+  ipLink,
+  linkOf,
+  makeScene,
+  noStack,
+  stateEntries,
+  world,
+  writeAllocation,
+} from './harness';
 
-t.test('DEL is idempotent: twice, without CNI_NETNS, with the namespace gone', { skip: rootOnly }, async (t) => {
+t.test('DEL is idempotent: twice, without CNI_NETNS, with the namespace gone', { skip: rootOnly }, (t) => {
   const s = makeScene(t, { indexes: 2 });
   const [idx, idx2] = s.indexes;
   addMacvtap(s, 'mvtdel', idx);
@@ -41,16 +54,17 @@ t.test('DEL is idempotent: twice, without CNI_NETNS, with the namespace gone', {
   t.notOk(ipLink(s.host, 'mvtdel2'), 'the macvtap died with its namespace');
   r = cni(s, { command: 'DEL', config: config2, netns: netns2, containerId: 'gone01' });
   t.equal(r.status, 0, 'DEL with the namespace gone succeeds');
-  t.notOk(fs.existsSync(path.join(s.stateDir, 'attachments', 'mvtdel2.json')), 'and drops the attachment record');
+  t.notOk(fs.existsSync(attachmentFile(s, 'mvtdel2', 'gone01')), 'and drops the attachment record');
   t.equal(cni(s, { command: 'DEL', config: config2, netns: netns2, containerId: 'gone01' }).status, 0, 'and again');
 
   // Lenient DEL: values that made ADD fail do not block the cleanup.
   r = cni(s, { command: 'DEL', config: { ...config, mac: 'bogus', mtu: 'x', owner: -1 }, args: 'UNKNOWN=1;junk' });
   t.equal(r.status, 0, 'DEL with invalid mac/mtu/owner/CNI_ARGS still succeeds');
   t.ok(noStack(r));
+  t.end();
 });
 
-t.test('a late DEL of an old sandbox leaves the device of the new one alone', { skip: rootOnly }, async (t) => {
+t.test('a late DEL of an old sandbox leaves the device of the new one alone', { skip: rootOnly }, (t) => {
   const s = makeScene(t, { indexes: 1 });
   addMacvtap(s, 'mvtlate', s.indexes[0]);
   const config = conf(s, { deviceID: 'mvtlate' });
@@ -64,11 +78,12 @@ t.test('a late DEL of an old sandbox leaves the device of the new one alone', { 
   t.equal(cni(s, { command: 'DEL', config, containerId: 'old01', netns: null }).status, 0, 'late DEL without CNI_NETNS');
   t.same(world(s, s.indexes), held, 'nothing moved');
   t.equal(ip('-n', pod2, '-j', '-d', 'link', 'show'), heldPod2, 'the new sandbox keeps its interface');
-  t.ok(fs.existsSync(path.join(s.stateDir, 'attachments', 'mvtlate.json')), "the new sandbox's record is kept");
+  t.ok(fs.existsSync(attachmentFile(s, 'mvtlate', 'new01')), "the new sandbox's record is kept");
   t.equal(cni(s, { command: 'DEL', config, containerId: 'new01', netns: `/var/run/netns/${pod2}` }).status, 0);
+  t.end();
 });
 
-t.test('CHECK passes after ADD and reports every drift', { skip: rootOnly }, async (t) => {
+t.test('CHECK passes after ADD and reports every drift', { skip: rootOnly }, (t) => {
   const s = makeScene(t, { indexes: 1 });
   const idx = s.indexes[0];
   addMacvtap(s, 'mvtchk', idx);
@@ -140,14 +155,15 @@ t.test('CHECK passes after ADD and reports every drift', { skip: rootOnly }, asy
   r = cni(s, { command: 'CHECK', config, netns: '/var/run/netns/no-such-ns' });
   t.equal(r.json?.code, 3, 'CHECK in a namespace that does not exist: code 3');
   t.equal(cni(s, { command: 'DEL', config }).status, 0);
+  t.end();
 });
 
-t.test('GC returns the devices of attachments that are not valid, only for its network', { skip: rootOnly }, async (t) => {
+t.test('GC returns the devices of attachments that are not valid, only for its network', { skip: rootOnly }, (t) => {
   const s = makeScene(t, { indexes: 4 });
   const names = ['mvtgc0', 'mvtgc1', 'mvtgc2', 'mvtgc3'];
   names.forEach((n, i) => addMacvtap(s, n, s.indexes[i]));
   const pods = names.map(() => makeNetns(t, 'mvcp'));
-  const pristineHost = ipLink(s.host, 'mvtgc1');
+  const pristineHost = linkOf(s.host, 'mvtgc1');
   // gc0, gc1 on network "dataplane"; gc2 on network "other"; gc3 on "dataplane" with its namespace gone.
   const add = (i: number, network: string): void => {
     const r = cni(s, {
@@ -163,8 +179,9 @@ t.test('GC returns the devices of attachments that are not valid, only for its n
   add(2, 'other');
   add(3, 'dataplane');
   removeNetns(pods[3]);
-  // A crashed invocation's lock (pid 2^22+1 cannot exist).
-  fs.writeFileSync(path.join(s.stateDir, 'locks', 'crashed.lock'), `${2 ** 22 + 1} 123\n`);
+  // The lock file of an invocation that died holding it (the kernel released the lock; the file stays).
+  fs.mkdirSync(path.join(s.stateDir, 'locks'), { recursive: true, mode: 0o700 });
+  fs.writeFileSync(path.join(s.stateDir, 'locks', 'crashed.lock'), '{"pid":4194305,"program":"macvtap","verb":"ADD"}\n', { mode: 0o600 });
 
   const gc = (config: Record<string, unknown>): ReturnType<typeof cni> =>
     cni(s, { command: 'GC', config, env: { CNI_CONTAINERID: undefined, CNI_IFNAME: undefined }, netns: null });
@@ -177,9 +194,12 @@ t.test('GC returns the devices of attachments that are not valid, only for its n
   t.equal(back?.ifindex, s.indexes[1], 'and is back in the host under its name and ifindex');
   t.equal(back?.address, pristineHost.address, 'with its original MAC');
   t.ok(ipLink(pods[2], 'net1'), "another network's attachment untouched");
-  const records = fs.readdirSync(path.join(s.stateDir, 'attachments')).sort();
-  t.same(records, ['mvtgc0.json', 'mvtgc2.json'], 'records of the stale attachments dropped (also the one whose namespace is gone)');
-  t.notOk(fs.existsSync(path.join(s.stateDir, 'locks', 'crashed.lock')), "a dead owner's lock removed");
+  t.same(
+    stateEntries(s, 'attachments'),
+    ['mvtgc0+gc0+net1.json', 'mvtgc2+gc2+net1.json'],
+    'records of the stale attachments dropped (also the one whose namespace is gone)',
+  );
+  t.same(stateEntries(s, 'locks'), [], "the dead holder's lock file removed");
 
   // The older spelling libcni also sends; an empty list collects every attachment of the network.
   t.equal(gc(conf(s, { name: 'other', 'cni.dev/attachments': [] })).status, 0, 'GC of "other" with an empty list');
@@ -193,25 +213,25 @@ t.test('GC returns the devices of attachments that are not valid, only for its n
     cni(s, { command: 'DEL', config: conf(s, { deviceID: 'mvtgc0' }), containerId: 'gc0', netns: `/var/run/netns/${pods[0]}` }).status,
     0,
   );
+  t.end();
 });
 
-t.test('STATUS: ready, not ready (50), and degraded (51)', { skip: rootOnly }, async (t) => {
+t.test('STATUS: ready, not ready (50), and degraded (51)', { skip: rootOnly }, (t) => {
   const s = makeScene(t, { indexes: 1 });
-  const status = (config: Record<string, unknown>): ReturnType<typeof cni> =>
-    cni(s, { command: 'STATUS', config, env: { CNI_CONTAINERID: undefined, CNI_IFNAME: undefined }, netns: null });
+  const status = (config: Record<string, unknown>, env: Record<string, string> = {}): ReturnType<typeof cni> =>
+    cni(s, { command: 'STATUS', config, env: { CNI_CONTAINERID: undefined, CNI_IFNAME: undefined, ...env }, netns: null });
   let r = status(conf(s));
   t.equal(r.status, 0, `ready (${r.stdout})`);
   t.equal(r.stdout, '', 'ready prints nothing');
 
   const blocker = path.join(s.stateDir, 'not-a-dir');
   fs.writeFileSync(blocker, '');
-  r = status(conf(s, { stateDir: path.join(blocker, 'state') }));
+  r = status(conf(s), { MACVTAP_CNI_STATE_DIR: path.join(blocker, 'state') });
   t.equal(r.json?.code, 50, 'state directory unusable: 50');
   t.match(r.json?.msg, /not writable/);
 
   // A device attached on this network loses its lower device.
-  writeAllocation(s, { deviceID: 'statusMvp0', linkName: 'mvtstatus', ifindex: s.indexes[0] });
-  addMacvtap(s, 'mvtstatus', s.indexes[0]);
+  addMacvtap(s, writeAllocation(s, { deviceID: 'statusMvp0', ifindex: s.indexes[0] }).linkName, s.indexes[0]);
   t.equal(cni(s, { command: 'ADD', config: conf(s, { deviceID: 'statusMvp0' }) }).status, 0, 'ADD');
   t.equal(status(conf(s)).status, 0, 'still ready');
   ip('-n', s.host, 'link', 'del', s.lower);
@@ -220,4 +240,5 @@ t.test('STATUS: ready, not ready (50), and degraded (51)', { skip: rootOnly }, a
   t.match(r.json?.details, /statusMvp0 \(lower device lower0/);
   t.equal(status(conf(s, { name: 'elsewhere' })).status, 0, 'other networks are unaffected');
   t.equal(cni(s, { command: 'DEL', config: conf(s, { deviceID: 'statusMvp0' }) }).status, 0, 'DEL still succeeds');
+  t.end();
 });

@@ -11,12 +11,13 @@ t.test('50 parallel ADD/DEL pairs on distinct devices, nothing leaked', { skip: 
   const indexes = [...s.indexes, ...claimIfindexes(t, 16), ...claimIfindexes(t, 16), ...claimIfindexes(t, 2)];
   const devices = indexes.map((index, i) => {
     const name = `mvtpar${i}`;
-    addMacvtap(s, name, index);
     // Half by link name, half through the device plugin's allocation record.
     if (i % 2) {
-      writeAllocation(s, { deviceID: `parallelMvp${i}`, linkName: name, ifindex: index });
-      return { deviceID: `parallelMvp${i}`, name, index };
+      const linkName = writeAllocation(s, { deviceID: `parallelMvp${i}`, ifindex: index }).linkName;
+      addMacvtap(s, linkName, index);
+      return { deviceID: `parallelMvp${i}`, name: linkName, index };
     }
+    addMacvtap(s, name, index);
     return { deviceID: name, name, index };
   });
   const pods = devices.map(() => makeNetns(t, 'mvcq'));
@@ -55,8 +56,8 @@ t.test('50 parallel ADD/DEL pairs on distinct devices, nothing leaked', { skip: 
 t.test('racing ADDs for one device: one wins, the rest fail cleanly (code 11)', { skip: rootOnly }, async (t) => {
   const s = makeScene(t, { indexes: 1 });
   const idx = s.indexes[0];
-  writeAllocation(s, { deviceID: 'raceMvp0', linkName: 'mvtrace', ifindex: idx });
-  addMacvtap(s, 'mvtrace', idx);
+  const linkName = writeAllocation(s, { deviceID: 'raceMvp0', ifindex: idx }).linkName;
+  addMacvtap(s, linkName, idx);
   const pods = Array.from({ length: 6 }, () => makeNetns(t, 'mvcr'));
   const config = conf(s, { deviceID: 'raceMvp0' });
   const results = await Promise.all(
@@ -73,7 +74,7 @@ t.test('racing ADDs for one device: one wins, the rest fail cleanly (code 11)', 
     pods.map((_, i) => (i === w ? 'lo,net1' : 'lo')),
     'only the winner has the interface',
   );
-  t.notOk(ipLink(s.host, 'mvtrace'), 'not in the host');
+  t.notOk(ipLink(s.host, linkName), 'not in the host');
   t.equal(cni(s, { command: 'DEL', config, containerId: `race${w}`, netns: `/var/run/netns/${pods[w]}` }).status, 0);
-  t.equal(ipLink(s.host, 'mvtrace')?.ifindex, idx, 'back in the host after the DEL');
+  t.equal(ipLink(s.host, linkName)?.ifindex, idx, 'back in the host after the DEL');
 });

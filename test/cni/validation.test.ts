@@ -5,9 +5,9 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import t from 'tap';
 import { rootOnly } from '../support/kernel';
-import { addMacvtap, cni, CniCall, conf, ip, ipLink, makeScene, noStack, world, writeAllocation } from './harness';
+import { addMacvtap, cni, CniCall, conf, ip, ipLink, linkOf, makeScene, noStack, stateEntries, world, writeAllocation } from './harness';
 
-t.test('every validation error: its code, and nothing changed', { skip: rootOnly }, async (t) => {
+t.test('every validation error: its code, and nothing changed', { skip: rootOnly }, (t) => {
   const s = makeScene(t, { indexes: 4 });
   const [idx, idxClash, idxGone] = s.indexes;
   addMacvtap(s, 'mvtval', idx);
@@ -16,8 +16,8 @@ t.test('every validation error: its code, and nothing changed', { skip: rootOnly
   ip('-n', s.pod, 'link', 'add', 'net9', 'type', 'veth', 'peer', 'name', 'peer9');
   ip('-n', s.pod, 'link', 'add', 'holder', 'index', String(idxClash), 'type', 'veth', 'peer', 'name', 'holderpeer');
   // An allocation whose link and lower device are both gone.
-  writeAllocation(s, { deviceID: 'goneMvp0', linkName: 'mvtgone', ifindex: idxGone, lowerDevice: 'nosuch0' });
-  const lowerMac = ipLink(s.host, s.lower).address as string;
+  writeAllocation(s, { deviceID: 'goneMvp0', ifindex: idxGone, lowerDevice: 'nosuch0' });
+  const lowerMac = linkOf(s.host, s.lower).address as string;
   const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'mvt-notns-')), 'file');
   fs.writeFileSync(file, '');
   t.teardown(() => fs.rmSync(path.dirname(file), { recursive: true, force: true }));
@@ -65,6 +65,9 @@ t.test('every validation error: its code, and nothing changed', { skip: rootOnly
     ['deviceID missing', 7, { command: 'ADD', config: withConf({ deviceID: undefined }) }],
     ['deviceID empty', 7, { command: 'ADD', config: withConf({ deviceID: '' }) }],
     ['deviceID a number', 7, { command: 'ADD', config: withConf({ deviceID: 3 }) }],
+    ['deviceID with a slash', 7, { command: 'ADD', config: withConf({ deviceID: 'dev/0' }) }],
+    ['deviceID starting with a dot', 7, { command: 'ADD', config: withConf({ deviceID: '.hidden' }) }],
+    ['deviceID of 91 characters', 7, { command: 'ADD', config: withConf({ deviceID: 'd'.repeat(91) }) }],
     ['runtimeConfig.deviceID a number', 7, { command: 'ADD', config: withConf({ runtimeConfig: { deviceID: 3 } }) }],
     ['runtimeConfig not an object', 7, { command: 'ADD', config: withConf({ runtimeConfig: 'x' }) }],
     ['args not an object', 7, { command: 'ADD', config: withConf({ args: [] }) }],
@@ -120,11 +123,12 @@ t.test('every validation error: its code, and nothing changed', { skip: rootOnly
     t.same(world(s, s.indexes), before, `${label}: both namespaces and tap nodes unchanged`);
   }
   t.ok(ipLink(s.pod, 'net9'), 'the clashing interface is still there');
-  t.notOk(fs.existsSync(path.join(s.stateDir, 'attachments', 'mvtval.json')), 'no attachment recorded');
-  t.same(fs.existsSync(path.join(s.stateDir, 'locks')) ? fs.readdirSync(path.join(s.stateDir, 'locks')) : [], [], 'no lock left');
+  t.same(stateEntries(s, 'attachments'), [], 'no attachment recorded');
+  t.same(stateEntries(s, 'locks'), [], 'no lock left');
+  t.end();
 });
 
-t.test('CNI_ARGS as the kubelet and Multus send them are accepted; IgnoreUnknown=1 too', { skip: rootOnly }, async (t) => {
+t.test('CNI_ARGS as the kubelet and Multus send them are accepted; IgnoreUnknown=1 too', { skip: rootOnly }, (t) => {
   const s = makeScene(t, { indexes: 1 });
   addMacvtap(s, 'mvtargs', s.indexes[0]);
   const config = conf(s, { deviceID: 'mvtargs' });
@@ -138,4 +142,5 @@ t.test('CNI_ARGS as the kubelet and Multus send them are accepted; IgnoreUnknown
     t.equal(r.status, 0, `ADD with CNI_ARGS ${JSON.stringify(args)} (${r.stdout})`);
     t.equal(cni(s, { command: 'DEL', config, args }).status, 0, 'DEL');
   }
+  t.end();
 });

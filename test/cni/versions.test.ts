@@ -4,7 +4,7 @@ import t from 'tap';
 import { rootOnly } from '../support/kernel';
 import { addMacvtap, cni, conf, ipLink, makeScene, noStack, world } from './harness';
 
-t.test("VERSION lists exactly the versions served, answering in the caller's version", { skip: rootOnly }, async (t) => {
+t.test("VERSION lists exactly the versions served, answering in the caller's version", { skip: rootOnly }, (t) => {
   const s = makeScene(t, { indexes: 1 });
   const all = ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'];
   for (const v of all) {
@@ -16,9 +16,10 @@ t.test("VERSION lists exactly the versions served, answering in the caller's ver
     const r = cni(s, { command: 'VERSION', stdin, netns: null });
     t.same(r.json, { cniVersion: '1.1.0', supportedVersions: all }, `VERSION with stdin ${JSON.stringify(stdin)}: latest`);
   }
+  t.end();
 });
 
-t.test('ADD result shape for every version; DEL after each', { skip: rootOnly }, async (t) => {
+t.test('ADD result shape for every version; DEL after each', { skip: rootOnly }, (t) => {
   const s = makeScene(t, { indexes: 1 });
   const idx = s.indexes[0];
   addMacvtap(s, 'mvtver', idx);
@@ -30,16 +31,17 @@ t.test('ADD result shape for every version; DEL after each', { skip: rootOnly },
     const iface: Record<string, unknown> = { name: 'net1', mac, sandbox: s.netns };
     if (v === '1.1.0') iface.mtu = 1400;
     t.same(r.json, { cniVersion: v, interfaces: [iface], dns: {} }, `${v}: result shape`);
-    t.strictSame(Object.keys(r.json.interfaces[0]).sort(), Object.keys(iface).sort(), `${v}: exactly these interface keys`);
+    t.strictSame(Object.keys(r.json?.interfaces?.[0] ?? {}).sort(), Object.keys(iface).sort(), `${v}: exactly these interface keys`);
     t.equal(ipLink(s.pod, 'net1')?.ifindex, idx, `${v}: the macvtap is in the pod`);
     const d = cni(s, { command: 'DEL', config });
     t.equal(d.status, 0, `${v}: DEL exits 0`);
     t.equal(d.stdout, '', `${v}: DEL prints nothing`);
     t.ok(ipLink(s.host, 'mvtver'), `${v}: back in the host`);
   }
+  t.end();
 });
 
-t.test('a chained prevResult is passed through with this interface appended', { skip: rootOnly }, async (t) => {
+t.test('a chained prevResult is passed through with this interface appended', { skip: rootOnly }, (t) => {
   const s = makeScene(t, { indexes: 1 });
   addMacvtap(s, 'mvtchain', s.indexes[0]);
   const prevResult = {
@@ -60,9 +62,10 @@ t.test('a chained prevResult is passed through with this interface appended', { 
     dns: prevResult.dns,
   });
   t.equal(cni(s, { command: 'DEL', config }).status, 0);
+  t.end();
 });
 
-t.test('configs it cannot serve: code 1, nothing touched', { skip: rootOnly }, async (t) => {
+t.test('configs it cannot serve: code 1, nothing touched', { skip: rootOnly }, (t) => {
   const s = makeScene(t, { indexes: 1 });
   addMacvtap(s, 'mvtold', s.indexes[0]);
   const before = world(s, s.indexes);
@@ -99,4 +102,5 @@ t.test('configs it cannot serve: code 1, nothing touched', { skip: rootOnly }, a
     t.equal(r.json?.code, 1, `${command} with cniVersion ${version}: code 1`);
   }
   t.same(world(s, s.indexes), before, 'both namespaces and the tap node unchanged');
+  t.end();
 });

@@ -181,13 +181,21 @@ t.test('the DaemonSet runs the device plugin and installs the CNI plugin as issu
     return v && mountOf(c, v.name)?.mountPath;
   };
 
-  // The init container: writes the CNI executable into the host's /opt/cni/bin, by rename.
+  // The init container: deploy/install-cni.sh (test/deploy/install.test.ts runs it) checks the executable
+  // against the node's root, mounted read-only, then writes it into the host's /opt/cni/bin by rename.
   const cniMount = hostPathMountedAt(init, '/opt/cni/bin');
   t.ok(cniMount, 'the host CNI bin directory is mounted in the init container');
-  const script = init.command.join(' ');
-  t.match(script, `mktemp ${cniMount}/`, 'the temporary file is made in the target directory');
-  t.match(script, `mv -f "$tmp" ${cniMount}/macvtap`, 'and renamed over macvtap');
+  t.same(init.command, ['/usr/local/bin/install-cni', '/usr/local/bin/macvtap', cniMount], 'install-cni SOURCE BIN_DIR');
   t.equal(volume(mountOf(init, volume('cni-bin').name).name).hostPath.type, 'DirectoryOrCreate');
+  const hostRoot = mountOf(init, pod.volumes.find((v: Obj) => v.hostPath?.path === '/').name);
+  const installScript = fs.readFileSync(path.join(DEPLOY, 'install-cni.sh'), 'utf8');
+  t.equal(
+    hostRoot?.mountPath,
+    /host_root=\$\{MACVTAP_HOST_ROOT:-(\S+)\}/.exec(installScript)?.[1],
+    "the node's root is where install-cni looks",
+  );
+  t.equal(hostRoot?.readOnly, true, 'and only read');
+  t.notOk(byName(main.volumeMounts, 'host-root'), "the device plugin does not see the node's root");
 
   // The device plugin.
   t.equal(main.command[0], '/usr/local/bin/macvtap-deviceplugin');

@@ -1,6 +1,9 @@
 // No leaks (root only): 10,000 operations in a child process (inside a scratch namespace, as the CNI plugin
-// runs) do not grow its open fds, and grow its memory no more than noise.
-import { execFile } from 'node:child_process';
+// runs) do not grow its open fds, and grow its memory no more than noise; and create/destroy loops over every
+// handle kind leave no fd, thread, child process or active poller behind.
+import { execFile, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import t from 'tap';
@@ -8,6 +11,8 @@ import { rootOnly, sysfsTapDev } from '../support/kernel';
 import { scratch } from './fixtures';
 
 const run = promisify(execFile);
+// Two child processes that each run for a minute or more on a loaded machine.
+t.setTimeout(480000);
 const MB = 1024 * 1024;
 
 t.test('10,000 mixed operations: no fd, heap or RSS growth beyond noise', { skip: rootOnly, timeout: 240000 }, async (t) => {
@@ -33,3 +38,35 @@ t.test('10,000 mixed operations: no fd, heap or RSS growth beyond noise', { skip
   t.equal(r.probeIndex, s.idx[0]);
   t.equal(`${r.tap.major}:${r.tap.minor}`, sysfsTapDev(s.ns, 'lkprobe', s.idx[0]), 'current-namespace tapDeviceSync = sysfs');
 });
+
+t.test(
+  'every handle kind, 100 create/destroy rounds: no fd, thread, child or active poller left',
+  { skip: rootOnly, timeout: 240000 },
+  async (t) => {
+    const s = scratch(t, { count: 2 });
+    const other = scratch(t, { count: 1 });
+    other.h.createMacvtapSync({ name: 'hk0', lower: other.lower, index: other.idx[0] });
+    const netnsDir = fs.mkdtempSync(path.join(os.tmpdir(), 'mvt-netns-'));
+    t.teardown(() => {
+      // Namespaces a failed child left are unmounted before the directory goes.
+      for (const name of fs.readdirSync(netnsDir)) spawnSync('umount', ['-l', path.join(netnsDir, name)]);
+      spawnSync('umount', ['-l', netnsDir]);
+      fs.rmSync(netnsDir, { recursive: true, force: true });
+    });
+    const child = path.join(__dirname, 'handles-child.ts');
+    const node = [process.execPath, ...process.execArgv, '--expose-gc', child, `/var/run/netns/${other.ns}`, 'hk0', netnsDir, '100'];
+    // The child ends by itself when its work is done: a socket or poller left active would keep it alive.
+    const { stdout } = await run('ip', ['netns', 'exec', s.ns, ...node], { maxBuffer: 16 * MB, timeout: 200000 });
+    const r = JSON.parse(stdout.trim().split('\n').pop() as string) as {
+      rounds: number;
+      before: { fds: number; kinds: Record<string, number>; threads: number; children: number };
+      after: { fds: number; kinds: Record<string, number>; threads: number; children: number };
+    };
+    t.equal(r.rounds, 100);
+    t.same(r.after.kinds, r.before.kinds, `fds by kind unchanged (${JSON.stringify(r.before.kinds)})`);
+    t.equal(r.after.fds, r.before.fds, 'fd count unchanged');
+    t.equal(r.after.threads, r.before.threads, `threads unchanged (${r.before.threads}): no thread per namespace operation`);
+    t.equal(r.after.children, 0, 'no child process or unreaped zombie left');
+    t.same(fs.readdirSync(netnsDir), [], 'every namespace it created was removed');
+  },
+);

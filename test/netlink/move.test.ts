@@ -41,7 +41,8 @@ t.test('by handle, fd, path and pid; sync and async', { skip: rootOnly }, async 
         sysfsTapDev(dst.ns, name, index),
         `${twin} ${kind}: tap char device as the target's sysfs shows it`,
       );
-      t.equal(openFdCount(), fds, `${twin} ${kind}: no fd left behind`);
+      // The first tapDevice() of a handle mounts the namespace's sysfs once and keeps that one fd until close().
+      t.equal(openFdCount(), fds + (n === 1 ? 1 : 0), `${twin} ${kind}: no fd left behind`);
       const seen = await dst.h.getLink(name);
       t.equal(seen?.parentNetnsId, 0, 'record shows the parent namespace id');
     }

@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { AllocationRecord, AttachmentRecord } from '../../lib/state';
+import { hostLinkName } from '../../lib/naming';
 import { Logger } from '../../lib/util/log';
 
 type Teardown = { teardown(fn: () => void | Promise<void>): void };
@@ -64,11 +65,12 @@ export function fill(dir: string): void {
 }
 
 export function allocation(extra: Partial<AllocationRecord> = {}): AllocationRecord {
+  const deviceID = extra.deviceID ?? 'dataplaneMvp0';
   return {
     version: 1,
-    deviceID: 'dataplaneMvp0',
+    deviceID,
     resource: 'macvtap.network.kubevirt.io/dataplane',
-    linkName: 'mvt0123456789ab',
+    linkName: hostLinkName(deviceID),
     lowerDevice: 'eth1',
     mode: 'bridge',
     ifindex: 40000,
@@ -79,14 +81,15 @@ export function allocation(extra: Partial<AllocationRecord> = {}): AllocationRec
 }
 
 export function attachment(extra: Partial<AttachmentRecord> = {}): AttachmentRecord {
+  const deviceID = extra.deviceID ?? 'dataplaneMvp0';
   return {
     version: 2,
-    deviceID: 'dataplaneMvp0',
+    deviceID,
     containerID: 'c0ffee01',
     ifname: 'net1',
     network: 'dataplane',
     netns: '/var/run/netns/pod',
-    hostName: 'mvt0123456789ab',
+    hostName: hostLinkName(deviceID),
     ifindex: 40000,
     lowerIndex: 2,
     original: { mac: '02:00:00:00:00:01', mtu: 1500, promisc: false, up: false },

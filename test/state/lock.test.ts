@@ -6,6 +6,7 @@ import { ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import t from 'tap';
+import { hostLinkName } from '../../lib/naming';
 import { LockTimeout, NodeState } from '../../lib/state';
 import { rootOnly } from '../support/kernel';
 import { fill, memoryLog, mountTmpfs, tempDir } from './helpers';
@@ -147,7 +148,7 @@ t.test('a full file system: locks still work, a record write fails with ENOSPC a
     version: 1,
     deviceID: 'd0',
     resource: 'macvtap.network.kubevirt.io/x',
-    linkName: 'mvt000000000001',
+    linkName: hostLinkName('d0'),
     lowerDevice: 'eth1',
     mode: 'bridge',
     ifindex: 5,

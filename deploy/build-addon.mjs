@@ -1,0 +1,131 @@
+#!/usr/bin/env node
+// @ts-check
+/**
+ * Builds the native addon against the pinned Node's headers (the node-linux-<arch> package ships
+ * include/node; node-gyp never downloads anything) and writes the stripped result to
+ * prebuilds/linux-<arch>/macvtap_native.node, the file the npm package ships and the host executables embed.
+ *
+ *   node deploy/build-addon.mjs [--arch=x64|arm64 ...] [--all]
+ *
+ * The machine's architecture builds in build/ (build/Release/macvtap_native.node, unstripped, is what a
+ * development tree loads after prebuilds/; both are refreshed together). Another architecture is
+ * cross-compiled with Debian's GNU cross toolchain (`g++-aarch64-linux-gnu`) in a copy of the sources under
+ * node_modules/.cache/macvtap-cni/, so build/ is never disturbed. node-gyp configures once per header
+ * directory; later runs are make's incremental builds (about a second when nothing changed).
+ */
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import { ARCH_INFO, ARCHES, CACHE, ROOT, RuntimeError, checkArch, hostRuntimeDir, pinnedVersion } from './runtime.mjs';
+
+const require = createRequire(import.meta.url);
+export const ADDON_FILE = 'macvtap_native.node';
+
+/** Where the stripped addon for `arch` is written (and found by the loader and by build-host). @param {string} arch */
+export const prebuildPath = (arch) => path.join(ROOT, 'prebuilds', `linux-${arch}`, ADDON_FILE);
+
+/** What a cross build of `arch` runs instead of the machine's compiler and binutils. @param {string} arch */
+function toolchain(arch) {
+  if (arch === process.arch) return { env: {}, strip: 'strip' };
+  const t = ARCH_INFO[checkArch(arch)].triplet;
+  const tool = (/** @type {string} */ name) => `${t}-${name}`;
+  try {
+    execFileSync(tool('g++'), ['--version'], { stdio: 'ignore' });
+  } catch {
+    throw new RuntimeError(`cross-compiling for ${arch} needs ${tool('g++')} (Debian: apt-get install g++-${t} binutils-${t})`);
+  }
+  return {
+    env: { CC: tool('gcc'), CXX: tool('g++'), LINK: tool('g++'), AR: tool('ar') },
+    strip: tool('strip'),
+  };
+}
+
+/** Copies `from` to `to` (files and directories), touching only files whose bytes differ, so make stays incremental. */
+function mirror(/** @type {string} */ from, /** @type {string} */ to) {
+  const st = fs.statSync(from);
+  if (st.isDirectory()) {
+    fs.mkdirSync(to, { recursive: true });
+    const names = new Set(fs.readdirSync(from));
+    for (const name of fs.readdirSync(to)) if (!names.has(name)) fs.rmSync(path.join(to, name), { recursive: true, force: true });
+    for (const name of names) mirror(path.join(from, name), path.join(to, name));
+  } else if (!fs.existsSync(to) || !fs.readFileSync(to).equals(fs.readFileSync(from))) {
+    fs.copyFileSync(from, to);
+  }
+}
+
+/** Runs a tool with its output shown only when it fails. */
+function run(/** @type {string} */ file, /** @type {string[]} */ args, /** @type {{ cwd: string, env: Record<string, string> }} */ opts) {
+  try {
+    execFileSync(file, args, { cwd: opts.cwd, env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  } catch (err) {
+    const e = /** @type {{ stdout?: Buffer, stderr?: Buffer }} */ (err);
+    process.stderr.write(`${e.stdout ?? ''}${e.stderr ?? ''}`);
+    throw new RuntimeError(`${path.basename(file)} ${args.join(' ')} failed in ${path.relative(ROOT, opts.cwd) || '.'}`);
+  }
+}
+
+/** Builds the addon for `arch`; returns the prebuild's path. @param {string} arch */
+export function buildAddon(arch = process.arch) {
+  checkArch(arch);
+  const nodedir = hostRuntimeDir();
+  const { env, strip } = toolchain(arch);
+  const cwd = arch === process.arch ? ROOT : path.join(CACHE, `addon-linux-${arch}`);
+  if (cwd !== ROOT) {
+    fs.mkdirSync(cwd, { recursive: true });
+    for (const entry of ['binding.gyp', 'native']) mirror(path.join(ROOT, entry), path.join(cwd, entry));
+  }
+
+  const nodeGyp = require.resolve('node-gyp/bin/node-gyp.js');
+  const stampFile = path.join(cwd, 'build', 'macvtap-configure.json');
+  const stamp = JSON.stringify({ nodedir, version: pinnedVersion(), arch, env });
+  let configured;
+  try {
+    configured = fs.readFileSync(stampFile, 'utf8') === stamp && fs.existsSync(path.join(cwd, 'build', 'Makefile'));
+  } catch {
+    configured = false;
+  }
+  // node-gyp lets npm_config_* variables override its command line, and an npmrc's `nodedir` (this
+  // machine's points at Node 20's headers) arrives as one when npm runs us: replace it.
+  for (const key of Object.keys(process.env)) if (/^npm_config_nodedir$/i.test(key)) delete process.env[key];
+  process.env.npm_config_nodedir = nodedir;
+  // A new header directory or toolchain means a clean build: make's dependency files name the old headers.
+  if (configured) {
+    run(process.execPath, [nodeGyp, 'build', `--nodedir=${nodedir}`], { cwd, env });
+  } else {
+    run(process.execPath, [nodeGyp, 'rebuild', `--nodedir=${nodedir}`, `--arch=${arch}`], { cwd, env });
+    fs.writeFileSync(stampFile, stamp);
+  }
+
+  // The addon is written to disk at every start of a host executable and shipped in the npm package:
+  // stripped, it is a third of the size. Replaced by rename, so a process loading it never sees half a file.
+  const out = prebuildPath(arch);
+  fs.mkdirSync(path.dirname(out), { recursive: true });
+  const temp = `${out}.${process.pid}.tmp`;
+  try {
+    run(strip, ['--strip-unneeded', '-o', temp, path.join(cwd, 'build', 'Release', ADDON_FILE)], { cwd, env: {} });
+    if (fs.existsSync(out) && fs.readFileSync(out).equals(fs.readFileSync(temp))) return out;
+    fs.renameSync(temp, out);
+  } finally {
+    fs.rmSync(temp, { force: true });
+  }
+  return out;
+}
+
+if (process.argv[1] && fs.realpathSync(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  try {
+    const arches = new Set();
+    for (const arg of process.argv.slice(2)) {
+      const m = /^--arch=(.+)$/.exec(arg);
+      if (m) arches.add(checkArch(m[1]));
+      else if (arg === '--all') for (const a of ARCHES) arches.add(a);
+      else throw new RuntimeError(`unknown argument ${arg} (usage: build-addon.mjs [--arch=x64|arm64 ...] [--all])`);
+    }
+    if (arches.size === 0) arches.add(process.arch);
+    for (const arch of arches) console.log(path.relative(process.cwd(), buildAddon(arch)));
+  } catch (err) {
+    console.error(`build-addon: ${err instanceof RuntimeError ? err.message : err instanceof Error ? err.stack : String(err)}`);
+    process.exit(1);
+  }
+}
