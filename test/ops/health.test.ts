@@ -25,7 +25,7 @@ async function kubeletProcess(t: T, dir: string): Promise<{ child: ChildProcess;
   });
   const lines: string[] = [];
   await new Promise<void>((resolve, reject) => {
-    createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (l) => {
+    createInterface({ input: child.stdout }).on('line', (l) => {
       lines.push(l);
       if (l === 'ready') resolve();
     });
