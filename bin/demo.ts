@@ -16,6 +16,7 @@ import { Netns } from '../lib/netlink';
 import { hostLinkName } from '../lib/naming';
 import { claimIfindexes, ip } from '../test/support/kernel';
 import { KubeletStandIn } from '../test/support/kubelet';
+import { describeFrame, makeFrame, readFrame } from '../test/support/tap-io';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const CNI_ENTRY = path.join(ROOT, 'dist', 'bin', 'macvtap.js');
@@ -23,9 +24,6 @@ const DP_ENTRY = path.join(ROOT, 'dist', 'bin', 'macvtap-deviceplugin.js');
 const RESOURCE = 'macvtap.network.kubevirt.io/dataplane';
 const POD_MAC = '02:6d:76:74:00:01';
 const LAN_MAC = '02:6c:61:6e:00:01';
-/** macvtap fds carry a virtio_net_hdr (10 bytes) before each frame unless told otherwise. */
-const VNET_HDR_LEN = 10;
-const ETHERTYPE_LOCAL_EXPERIMENTAL = 0x88b5;
 
 type Cleanup = () => void | Promise<void>;
 
@@ -76,39 +74,6 @@ async function step<T>(title: string, fn: () => Promise<T> | T, detail?: (r: T) 
   const lines = detail ? detail(result) : [];
   for (const line of Array.isArray(lines) ? lines : [lines]) console.log(`      ${line}`);
   return result;
-}
-
-function makeFrame(dst: string, src: string, payload: string): Buffer {
-  const eth = Buffer.alloc(14);
-  Buffer.from(dst.replace(/:/g, ''), 'hex').copy(eth, 0);
-  Buffer.from(src.replace(/:/g, ''), 'hex').copy(eth, 6);
-  eth.writeUInt16BE(ETHERTYPE_LOCAL_EXPERIMENTAL, 12);
-  const body = Buffer.from(payload.padEnd(46, '.'));
-  return Buffer.concat([Buffer.alloc(VNET_HDR_LEN), eth, body]);
-}
-
-/** Reads frames from a non-blocking tap fd until one carries `marker`; undefined after `timeoutMs`. */
-async function readFrame(fd: number, marker: string, timeoutMs: number): Promise<Buffer | undefined> {
-  const buf = Buffer.alloc(65536);
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    let n = 0;
-    try {
-      n = fs.readSync(fd, buf, 0, buf.length, null);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err;
-      await new Promise((r) => setTimeout(r, 1));
-      continue;
-    }
-    const frame = Buffer.from(buf.subarray(VNET_HDR_LEN, n));
-    if (frame.includes(marker)) return frame;
-  }
-  return undefined;
-}
-
-function describeFrame(frame: Buffer): string {
-  const mac = (b: Buffer): string => [...b].map((x) => x.toString(16).padStart(2, '0')).join(':');
-  return `${frame.length} bytes, ${mac(frame.subarray(6, 12))} -> ${mac(frame.subarray(0, 6))}, ethertype 0x${frame.readUInt16BE(12).toString(16)}`;
 }
 
 interface CniRun {

@@ -7,14 +7,17 @@ import { DEFAULT_STATE_DIR } from '../lib/naming/allocations';
 import {
   CONFIG_ENV,
   ConfigError,
+  ConfigProblem,
   ConfigSource,
   Daemon,
   DEFAULT_PLUGIN_DIR,
+  describeProblem,
   errorMessage,
   IfindexRange,
   LOG_LEVELS,
   Logger,
   LogLevel,
+  logProblem,
   parseIfindexRange,
   readConfig,
 } from '../lib/deviceplugin';
@@ -142,12 +145,20 @@ async function main(): Promise<void> {
     fail(`no configuration: set ${CONFIG_ENV} to a JSON array (or [] for one resource per NIC), or pass --config FILE`, 2);
   }
   let config;
+  const problems: ConfigProblem[] = [];
   try {
-    config = readConfig(source, opts.pluginDir).config;
+    config = readConfig(source, opts.pluginDir, (p) => problems.push(p)).config;
   } catch (err) {
     fail(err instanceof ConfigError ? err.message : errorMessage(err), 2);
   }
   if (source.kind === 'file' && envText !== undefined) log.warn(`--config given: ignoring ${CONFIG_ENV}`);
+  for (const p of problems) logProblem(log, p);
+  // A bad entry is skipped and the others serve; only a configuration with nothing left to serve stops here.
+  if (!config.discover && config.resources.length === 0) {
+    const skipped = problems.filter((p) => p.level === 'error');
+    const more = skipped.length > 1 ? ` (and ${skipped.length - 1} more, logged on stdout)` : '';
+    fail(`nothing to serve: every entry was skipped; ${describeProblem(skipped[0])}${more}`, 2);
+  }
 
   process.on('uncaughtException', (err) => {
     log.error('unexpected failure; exiting', { err: errorMessage(err) });

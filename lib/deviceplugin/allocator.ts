@@ -97,9 +97,12 @@ export class Allocator {
   }
 
   private async run(resource: ResourceConfig, ids: string[], log: Logger): Promise<AllocatedDevice[]> {
-    const lower = await this.netns.getLink(resource.lowerDevice);
+    const lower = resource.lowerDevice === undefined ? null : await this.netns.getLink(resource.lowerDevice);
     if (!lower)
-      throw new AllocateError('precondition', `lower device ${resource.lowerDevice} of ${resourceName(resource.name)} does not exist`);
+      throw new AllocateError(
+        'precondition',
+        `lower device ${resource.lowerDevice ?? '(none configured)'} of ${resourceName(resource.name)} does not exist`,
+      );
     const made: Made[] = [];
     const out: AllocatedDevice[] = [];
     const taken = this.range ? new Set((await this.netns.listLinks()).map((l) => l.index)) : undefined;
@@ -208,7 +211,9 @@ export class Allocator {
   }
 
   private async create(linkName: string, lower: Link, resource: ResourceConfig, taken: Set<number> | undefined): Promise<Link> {
-    const opts = { name: linkName, lower: lower.index, mode: resource.mode, txqueuelen: lower.txqueuelen };
+    // Up from the start, as kubevirt's plugin makes it: a pod that consumes only /dev/tapN (no CNI call)
+    // must get a tap that passes frames; the CNI brings it up again in the pod after the move anyway.
+    const opts = { name: linkName, lower: lower.index, mode: resource.mode, txqueuelen: lower.txqueuelen, up: true };
     if (!this.range || !taken) return this.netns.createMacvtap(opts);
     // Prefer indexes whose /dev/tap<i> name is unused, so no other namespace's node is replaced.
     const free: number[] = [];

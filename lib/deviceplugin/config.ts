@@ -1,22 +1,39 @@
 /**
  * The device plugin's configuration: the JSON array kubevirt's plugin reads from DP_MACVTAP_CONF
- * (`[{name, lowerDevice, mode, capacity}]`), validated in full before anything is served, and the rule that
- * decides which links `[]` turns into resources.
+ * (`[{name, lowerDevice, mode, capacity}]`), read with kubevirt's meaning, and the rule that decides which
+ * links `[]` turns into resources.
+ *
+ * Everything kubevirt's plugin accepts is accepted with the same meaning; where that meaning is surprising
+ * (capacity 0 is 100, an unknown key is ignored, a duplicate name replaces the earlier entry, `null` is `[]`)
+ * a warning names the entry and the key. What it refuses, and what could never be served (a bad mode, a name
+ * that is no resource name), is refused **per entry**: the entry is reported and skipped, the others serve.
+ * Only a document that is not a JSON array at all is refused as a whole (ConfigError).
  */
-import { interfaceNameProblem, type Link } from '../netlink';
-import { RESOURCE_PREFIX } from '../naming';
+import type { Link } from '../netlink';
+import type { Logger } from '../util/log';
+import { DEFAULT_CAPACITY, DEFAULT_MODE, parseEntry, ResourceMode, typeName } from './config-entry';
+import { JsonSyntaxError, JsonValue, parseJson } from './json';
 
-export type ResourceMode = 'bridge' | 'vepa' | 'private' | 'passthru';
-export const RESOURCE_MODES: readonly ResourceMode[] = ['bridge', 'vepa', 'private', 'passthru'];
-export const DEFAULT_MODE: ResourceMode = 'bridge';
-export const DEFAULT_CAPACITY = 100;
+export {
+  DEFAULT_CAPACITY,
+  DEFAULT_MODE,
+  deviceListBytes,
+  MAX_LIST_BYTES,
+  MAX_SOCKET_PATH,
+  RESOURCE_MODES,
+  resourceNameProblem,
+  showValue,
+  socketName,
+} from './config-entry';
+export type { ResourceMode } from './config-entry';
+
 /** Environment variable holding the configuration, as in kubevirt's plugin. */
 export const CONFIG_ENV = 'DP_MACVTAP_CONF';
-
 /** One resource `macvtap.network.kubevirt.io/<name>`: `capacity` macvtaps on `lowerDevice`. */
 export interface ResourceConfig {
   name: string;
-  lowerDevice: string;
+  /** Undefined when the entry names none: the resource is offered with no devices, as kubevirt does. */
+  lowerDevice: string | undefined;
   mode: ResourceMode;
   capacity: number;
 }
@@ -24,134 +41,117 @@ export interface ResourceConfig {
 /** Either explicit resources, or `[]`: one resource per NIC found on the node. */
 export type PluginConfig = { discover: false; resources: ResourceConfig[] } | { discover: true; resources: [] };
 
-/** A configuration problem: where it came from (`DP_MACVTAP_CONF` or the file), which entry, what is wrong. */
+/** A whole-document problem: nothing in it can be used. */
 export class ConfigError extends Error {
   readonly source: string;
-  readonly entry: string | undefined;
   readonly problem: string;
 
-  constructor(source: string, problem: string, entry?: string) {
-    super(`bad configuration in ${source}${entry ? `, ${entry}` : ''}: ${problem}`);
+  constructor(source: string, problem: string) {
+    super(`bad configuration in ${source}: ${problem}`);
     this.name = 'ConfigError';
     this.source = source;
-    this.entry = entry;
     this.problem = problem;
   }
 }
 
-const KEYS = new Set(['name', 'lowerDevice', 'master', 'mode', 'capacity']);
-/** The name part of a qualified Kubernetes name (what the kubelet accepts after `<domain>/`). */
-const QUALIFIED_NAME_RE = /^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
-/** sun_path holds 108 bytes including the terminating NUL. */
-export const MAX_SOCKET_PATH = 107;
-
-/** Why `name` cannot name a resource (`macvtap.network.kubevirt.io/<name>`), or undefined if it can. */
-export function resourceNameProblem(name: unknown): string | undefined {
-  if (typeof name !== 'string') return `"name" must be a string, got ${typeName(name)}`;
-  if (name.length === 0) return '"name" must not be empty';
-  if (name.length > 63) return `name ${JSON.stringify(name)} is longer than 63 characters`;
-  if (!QUALIFIED_NAME_RE.test(name)) {
-    return `name ${JSON.stringify(name)} is not a valid resource name (letters, digits, '-', '_', '.'; starting and ending with a letter or digit)`;
-  }
-  return undefined;
+/** Something about one entry (or the document) worth telling the operator. */
+export interface ConfigProblem {
+  /** `warn`: used, with the meaning described; `error`: the entry is skipped. */
+  level: 'warn' | 'error';
+  source: string;
+  /** Index of the entry in the array; undefined for the document as a whole. */
+  entry?: number;
+  /** The entry's resource name, when it has a usable one. */
+  name?: string;
+  key?: string;
+  /** The value as written (JSON), shortened. */
+  value?: string;
+  problem: string;
 }
 
-/** The unix socket file name of a resource: `macvtap.network.kubevirt.io_<name>`, as kubevirt's plugin names it. */
-export function socketName(name: string): string {
-  return `${RESOURCE_PREFIX}_${name}`;
+/** One line: `DP_MACVTAP_CONF, entry 1 (name "x"), key "mode" = "fast": unknown mode ...`. */
+export function describeProblem(p: ConfigProblem): string {
+  let where = p.source;
+  if (p.entry !== undefined) where += `, entry ${p.entry}${p.name !== undefined ? ` (name ${JSON.stringify(p.name)})` : ''}`;
+  if (p.key !== undefined) where += `, key ${JSON.stringify(p.key)}${p.value !== undefined ? ` = ${p.value}` : ''}`;
+  return `${where}: ${p.problem}`;
+}
+
+/** Logs a problem: `error` lines are skipped entries, `warn` lines entries used with the meaning described. */
+export function logProblem(log: Logger, p: ConfigProblem): void {
+  const fields = { source: p.source, entry: p.entry, name: p.name, key: p.key, value: p.value, problem: describeProblem(p) };
+  if (p.level === 'error') log.error('configuration entry skipped', fields);
+  else log.warn('configuration warning', fields);
 }
 
 /**
- * Parses and validates a configuration document. `source` names where it came from in error messages
- * (`DP_MACVTAP_CONF`, or the file path). Throws ConfigError on the first problem.
- * `pluginDir`, when given, is used to check that every socket path fits in a unix socket address.
+ * What a reloaded configuration makes of the running resources: the new document's resources, plus every
+ * running resource whose entry is now skipped (a typo must not withdraw devices pods hold), plus, when an entry
+ * was skipped without a usable name (it may have been any resource), every running resource it does not name.
  */
-export function parseConfig(text: string, source: string, pluginDir?: string): PluginConfig {
-  let doc: unknown;
+export function mergeReload(
+  running: ResourceConfig[],
+  next: PluginConfig,
+  problems: ConfigProblem[],
+): { config: PluginConfig; kept: string[] } {
+  if (next.discover) return { config: next, kept: [] };
+  const skipped = problems.filter((p) => p.level === 'error' && p.entry !== undefined);
+  const skippedNames = new Set(skipped.map((p) => p.name));
+  const anonymous = skippedNames.has(undefined);
+  const names = new Set(next.resources.map((r) => r.name));
+  const kept = running.filter((r) => !names.has(r.name) && (anonymous || skippedNames.has(r.name)));
+  return { config: { discover: false, resources: [...next.resources, ...kept] }, kept: kept.map((r) => r.name) };
+}
+
+/**
+ * Parses a configuration document. `source` names where it came from (`DP_MACVTAP_CONF`, or the file path);
+ * `pluginDir`, when given, is used to check that every socket path fits in a unix socket address. Every
+ * warning and every skipped entry is handed to `onProblem`; throws ConfigError only when the document as a
+ * whole is unusable.
+ */
+export function parseConfig(
+  text: string,
+  source: string,
+  pluginDir?: string,
+  onProblem: (p: ConfigProblem) => void = () => undefined,
+): PluginConfig {
+  if (text.startsWith('\ufeff')) {
+    onProblem({ level: 'warn', source, problem: "starts with a byte order mark, which is ignored (kubevirt's plugin refuses it)" });
+    text = text.slice(1);
+  }
+  let doc: JsonValue;
   try {
-    doc = JSON.parse(text);
+    doc = parseJson(text);
   } catch (err) {
-    const detail = text.trim() === '' ? 'it is empty' : (err as Error).message;
-    throw new ConfigError(source, `not JSON (${detail}); expected an array like [{"name": "dataplane", "lowerDevice": "eth0"}]`);
+    if (!(err instanceof JsonSyntaxError)) throw err;
+    throw new ConfigError(source, `not JSON: ${err.message}; expected an array like [{"name": "dataplane", "lowerDevice": "eth0"}]`);
+  }
+  if (doc === null) {
+    onProblem({ level: 'warn', source, problem: "null means [] (as in kubevirt's plugin): one resource per NIC" });
+    return { discover: true, resources: [] };
   }
   if (!Array.isArray(doc))
     throw new ConfigError(source, `must be a JSON array of {name, lowerDevice, mode, capacity}, got ${typeName(doc)}`);
   if (doc.length === 0) return { discover: true, resources: [] };
-  const resources: ResourceConfig[] = [];
-  const seen = new Map<string, number>();
-  doc.forEach((raw, i) => {
-    const entry = describeEntry(raw, i);
-    const fail = (problem: string): never => {
-      throw new ConfigError(source, problem, entry);
-    };
-    if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
-      fail(`must be an object {name, lowerDevice, mode, capacity}, got ${typeName(raw)}`);
-    const e = raw as Record<string, unknown>;
-    for (const key of Object.keys(e)) {
-      if (!KEYS.has(key)) fail(`unknown key ${JSON.stringify(key)} (known: name, lowerDevice, mode, capacity)`);
+  const accepted = new Map<string, { index: number; resource: ResourceConfig }>();
+  doc.forEach((raw, index) => {
+    const resource = parseEntry(raw, { source, index, pluginDir, onProblem });
+    if (!resource) return;
+    const earlier = accepted.get(resource.name);
+    if (earlier) {
+      onProblem({
+        level: 'warn',
+        source,
+        entry: earlier.index,
+        name: resource.name,
+        key: 'name',
+        problem: `replaced by entry ${index} of the same name (the last one wins, as in kubevirt's plugin)`,
+      });
+      accepted.delete(resource.name);
     }
-    if (e.name === undefined) fail('missing "name"');
-    const nameProblem = resourceNameProblem(e.name);
-    if (nameProblem) fail(nameProblem);
-    const name = e.name as string;
-    const previous = seen.get(name);
-    if (previous !== undefined) fail(`duplicate name ${JSON.stringify(name)} (also entry ${previous})`);
-    seen.set(name, i);
-    // `master` is what kubevirt's plugin called the lower device before it was renamed.
-    if (e.lowerDevice !== undefined && e.master !== undefined && e.lowerDevice !== e.master) {
-      fail(`"lowerDevice" ${JSON.stringify(e.lowerDevice)} and its old name "master" ${JSON.stringify(e.master)} disagree`);
-    }
-    const lower = e.lowerDevice ?? e.master;
-    if (lower === undefined) fail('missing "lowerDevice"');
-    const lowerProblem = interfaceNameProblem(lower);
-    if (lowerProblem) fail(`"lowerDevice" is not a network interface name: it ${lowerProblem}`);
-    let mode: ResourceMode = DEFAULT_MODE;
-    if (e.mode !== undefined && e.mode !== '') {
-      if (typeof e.mode !== 'string' || !RESOURCE_MODES.includes(e.mode as ResourceMode)) {
-        fail(`unknown mode ${JSON.stringify(e.mode)}; expected one of ${RESOURCE_MODES.join(', ')}`);
-      }
-      mode = e.mode as ResourceMode;
-    }
-    let capacity = DEFAULT_CAPACITY;
-    if (e.capacity !== undefined) {
-      if (typeof e.capacity !== 'number' || !Number.isInteger(e.capacity) || e.capacity < 1) {
-        fail(`"capacity" must be a positive integer, got ${JSON.stringify(e.capacity)}`);
-      }
-      capacity = e.capacity as number;
-      if (capacity > 100000) fail(`"capacity" ${capacity} is more than 100000 macvtaps on one device`);
-    }
-    if (mode === 'passthru' && capacity !== 1) {
-      fail(
-        `mode "passthru" gives the whole lower device to one macvtap, so "capacity" must be 1, got ${e.capacity === undefined ? `the default ${DEFAULT_CAPACITY}` : capacity}`,
-      );
-    }
-    if (pluginDir !== undefined) {
-      const socket = `${pluginDir.replace(/\/+$/, '')}/${socketName(name)}`;
-      if (Buffer.byteLength(socket) > MAX_SOCKET_PATH) {
-        fail(
-          `socket path ${socket} is ${Buffer.byteLength(socket)} bytes, more than the ${MAX_SOCKET_PATH} a unix socket allows; use a shorter name`,
-        );
-      }
-    }
-    resources.push({ name, lowerDevice: lower as string, mode, capacity });
+    accepted.set(resource.name, { index, resource });
   });
-  return { discover: false, resources };
-}
-
-function describeEntry(raw: unknown, i: number): string {
-  const name =
-    typeof raw === 'object' && raw !== null && typeof (raw as { name?: unknown }).name === 'string'
-      ? (raw as { name: string }).name
-      : undefined;
-  return name !== undefined ? `entry ${i} (name ${JSON.stringify(name)})` : `entry ${i}`;
-}
-
-function typeName(value: unknown): string {
-  if (value === null) return 'null';
-  if (Array.isArray(value)) return 'an array';
-  if (typeof value === 'object') return 'an object';
-  if (typeof value === 'string') return `the string ${JSON.stringify(value)}`;
-  return `${typeof value} ${String(value)}`;
+  return { discover: false, resources: [...accepted.values()].map((a) => a.resource) };
 }
 
 /**

@@ -14,14 +14,18 @@ import { Allocator, IfindexRange, isRetired } from './allocator';
 import { KUBELET_SOCKET } from './api';
 import {
   ConfigError,
+  ConfigProblem,
   discoveredResource,
   isDiscoverable,
+  logProblem,
+  mergeReload,
   parseConfig,
   PluginConfig,
   ResourceConfig,
   resourceNameProblem,
   sameResource,
 } from './config';
+import { readConfigFile } from './config-file';
 import { DaemonEvents, DaemonStatus } from './events';
 import { LinkTable } from './links';
 import { errorMessage, Logger } from '../util/log';
@@ -48,16 +52,14 @@ const RETRY_MAX_MS = 10000;
 /** Coalesces the burst of events one ConfigMap update or editor save produces. */
 const CONFIG_SETTLE_MS = 20;
 
-/** Reads a configuration source; throws ConfigError. */
-export function readConfig(source: ConfigSource, pluginDir?: string): { text: string; config: PluginConfig } {
-  if (source.kind === 'env') return { text: source.text, config: parseConfig(source.text, source.name, pluginDir) };
-  let text: string;
-  try {
-    text = fs.readFileSync(source.path, 'utf8');
-  } catch (err) {
-    throw new ConfigError(source.path, `cannot read the file: ${(err as NodeJS.ErrnoException).code ?? errorMessage(err)}`);
-  }
-  return { text, config: parseConfig(text, source.path, pluginDir) };
+/** Reads and parses a configuration source; hands every warning and skipped entry to `onProblem`; throws ConfigError. */
+export function readConfig(
+  source: ConfigSource,
+  pluginDir?: string,
+  onProblem?: (p: ConfigProblem) => void,
+): { text: string; config: PluginConfig } {
+  const text = source.kind === 'env' ? source.text : readConfigFile(source.path);
+  return { text, config: parseConfig(text, source.kind === 'env' ? source.name : source.path, pluginDir, onProblem) };
 }
 
 export class Daemon {
@@ -139,7 +141,7 @@ export class Daemon {
         healthy: p.isHealthy,
         registered: kubelet !== undefined && p.registeredWith === kubelet,
         streams: p.streamCount,
-        lower: this.links.byName(p.config.lowerDevice),
+        lower: p.config.lowerDevice === undefined ? undefined : this.links.byName(p.config.lowerDevice),
       })),
       kubeletSocket: kubelet !== undefined,
       linkEvents: this.links.subscribed,
@@ -167,7 +169,8 @@ export class Daemon {
   private onLinks(names: Set<string>): void {
     if (this.stopped) return;
     for (const plugin of this.plugins.values()) {
-      if (names.has(plugin.config.lowerDevice)) plugin.updateHealth(this.links.byName(plugin.config.lowerDevice));
+      const lower = plugin.config.lowerDevice;
+      if (lower !== undefined && names.has(lower)) plugin.updateHealth(this.links.byName(lower));
     }
     if (this.config.discover) {
       const now = this.discoverNames();
@@ -216,7 +219,11 @@ export class Daemon {
    */
   private watchConfigFile(file: string): void {
     const dir = path.dirname(path.resolve(file));
-    this.configText = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : undefined;
+    try {
+      this.configText = readConfigFile(file);
+    } catch {
+      this.configText = undefined;
+    }
     try {
       this.configWatcher = fs.watch(dir, () => {
         clearTimeout(this.configTimer);
@@ -233,26 +240,34 @@ export class Daemon {
     const file = this.opts.source.path;
     let text: string;
     try {
-      text = fs.readFileSync(file, 'utf8');
+      text = readConfigFile(file);
     } catch (err) {
       if (this.configText === undefined) return;
       this.configText = undefined;
-      this.log.error('configuration file is unreadable; keeping the running configuration', {
-        file,
-        err: (err as NodeJS.ErrnoException).code ?? errorMessage(err),
-      });
+      this.log.error('configuration file is unreadable; keeping the running configuration', { file, problem: errorMessage(err) });
       this.events.emit('configReload', { result: 'unreadable' });
       return;
     }
     if (text === this.configText) return;
     this.configText = text;
+    const problems: ConfigProblem[] = [];
+    let next: PluginConfig;
     try {
-      this.config = parseConfig(text, file, this.opts.pluginDir);
+      next = parseConfig(text, file, this.opts.pluginDir, (p) => problems.push(p));
     } catch (err) {
-      this.log.error('new configuration is invalid; keeping the running configuration', { file, problem: errorMessage(err) });
+      if (!(err instanceof ConfigError)) throw err;
+      this.log.error('new configuration is invalid; keeping the running configuration', { file, problem: err.message });
       this.events.emit('configReload', { result: 'rejected' });
       return;
     }
+    for (const p of problems) logProblem(this.log, p);
+    const { config, kept } = mergeReload(
+      [...this.plugins.values()].map((p) => p.config),
+      next,
+      problems,
+    );
+    this.config = config;
+    if (kept.length) this.log.warn('entries skipped: keeping their running configuration', { file, resources: kept });
     this.events.emit('configReload', { result: 'applied' });
     this.log.info('configuration reloaded', { file, config: this.config.discover ? 'discover' : this.config.resources });
     this.schedule();
@@ -337,7 +352,7 @@ export class Daemon {
     }
     for (const [name, config] of desired) {
       const existing = this.plugins.get(name);
-      const lower = this.links.byName(config.lowerDevice);
+      const lower = config.lowerDevice === undefined ? undefined : this.links.byName(config.lowerDevice);
       if (!existing) {
         const plugin = new ResourcePlugin(config, this.opts.pluginDir, this.allocator, this.log);
         plugin.events = this.events;

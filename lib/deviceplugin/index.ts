@@ -3,6 +3,8 @@ export { AllocateError, Allocator, isRetired, parseIfindexRange, retiredName } f
 export type { AllocatedDevice, IfindexRange } from './allocator';
 export * from './api';
 export * from './config';
+export { MAX_CONFIG_BYTES, readConfigFile } from './config-file';
+export { checkDeviceIds } from './resource';
 export { Daemon, readConfig } from './daemon';
 export type { ConfigSource, DaemonOptions } from './daemon';
 export { LinkTable } from './links';

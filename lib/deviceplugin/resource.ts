@@ -39,6 +39,10 @@ export function lowerHealthy(lower: Link | undefined): boolean {
 }
 
 type Stream = grpc.ServerWritableStream<unknown, ListAndWatchResponse>;
+/** The loaded Registration client with its one method typed. */
+type RegistrationClient = grpc.Client & {
+  Register(request: RegisterRequest, options: grpc.CallOptions, callback: (err: grpc.ServiceError | null) => void): grpc.ClientUnaryCall;
+};
 
 export class ResourcePlugin {
   config: ResourceConfig;
@@ -66,6 +70,7 @@ export class ResourcePlugin {
 
   /** The device list as the kubelet sees it. */
   devices(): Device[] {
+    if (this.config.lowerDevice === undefined) return [];
     const health = this.healthy ? HEALTHY : UNHEALTHY;
     return Array.from({ length: this.config.capacity }, (_, i) => ({ ID: deviceId(this.config.name, i), health }));
   }
@@ -131,7 +136,7 @@ export class ResourcePlugin {
   async register(kubelet: string): Promise<void> {
     const { Registration } = loadApi();
     const kubeletSocket = path.join(path.dirname(this.socketPath), KUBELET_SOCKET);
-    const client = new Registration(`unix:${kubeletSocket}`, grpc.credentials.createInsecure());
+    const client = new Registration(`unix:${kubeletSocket}`, grpc.credentials.createInsecure()) as unknown as RegistrationClient;
     const request: RegisterRequest = {
       version: API_VERSION,
       endpoint: path.basename(this.socketPath),
@@ -245,13 +250,10 @@ export class ResourcePlugin {
   }
 
   private async allocate(request: AllocateRequest): Promise<AllocateResponse> {
-    const known = new Set(Array.from({ length: this.config.capacity }, (_, i) => deviceId(this.config.name, i)));
+    if (this.config.lowerDevice === undefined)
+      throw new AllocateError('precondition', `${this.resource} has no lowerDevice in its configuration: it offers no devices`);
     const all = request.container_requests.flatMap((c) => c.devices_ids);
-    const unknown = all.filter((id) => !known.has(id));
-    if (unknown.length)
-      throw new AllocateError('invalid', `unknown device ID ${unknown.map((id) => JSON.stringify(id)).join(', ')} for ${this.resource}`);
-    const twice = all.filter((id, i) => all.indexOf(id) !== i);
-    if (twice.length) throw new AllocateError('invalid', `device ID ${JSON.stringify(twice[0])} requested twice`);
+    checkDeviceIds(all, this.config.name, this.config.capacity, this.resource);
     const started = process.hrtime.bigint();
     // One all-or-nothing batch for the whole request, then split per container.
     let made;
@@ -276,6 +278,38 @@ export class ResourcePlugin {
     });
     return response;
   }
+}
+
+/** Device IDs listed in an error: enough to recognise them, never a message the size of the request. */
+const SHOWN_IDS = 5;
+const SHOWN_ID_CHARS = 80;
+
+function showIds(ids: string[]): string {
+  return ids
+    .slice(0, SHOWN_IDS)
+    .map((id) => JSON.stringify(id.length > SHOWN_ID_CHARS ? `${id.slice(0, SHOWN_ID_CHARS)}...` : id))
+    .join(', ');
+}
+
+/**
+ * Every ID must be one of ours (`<name>Mvp<i>`, i < capacity) and appear once: checked by parsing, not by
+ * building the set of all IDs, so a request costs the same whatever the capacity.
+ */
+export function checkDeviceIds(ids: string[], name: string, capacity: number, resource: string): void {
+  const prefix = `${name}Mvp`;
+  const unknown = ids.filter((id) => {
+    if (!id.startsWith(prefix)) return true;
+    const n = id.slice(prefix.length);
+    return !/^(0|[1-9]\d{0,8})$/.test(n) || Number(n) >= capacity;
+  });
+  if (unknown.length === 1) throw new AllocateError('invalid', `unknown device ID ${showIds(unknown)} for ${resource}`);
+  if (unknown.length > 1) {
+    const first = unknown.length > SHOWN_IDS ? `, first ${SHOWN_IDS}` : '';
+    throw new AllocateError('invalid', `${unknown.length} unknown device IDs for ${resource}${first}: ${showIds(unknown)}`);
+  }
+  const seen = new Set<string>();
+  const twice = ids.filter((id) => seen.size === seen.add(id).size);
+  if (twice.length) throw new AllocateError('invalid', `device ID ${showIds(twice.slice(0, 1))} requested twice`);
 }
 
 function toStatus(err: unknown): Partial<grpc.StatusObject> {

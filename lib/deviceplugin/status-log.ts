@@ -14,7 +14,7 @@ interface Facts {
   allocated: number;
   healthy: boolean;
   registered: boolean;
-  lowerDevice: string;
+  lowerDevice: string | undefined;
   lowerState: string;
 }
 

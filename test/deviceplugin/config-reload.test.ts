@@ -1,7 +1,8 @@
 /**
- * --config FILE is watched: resources are added, changed and removed live; a broken file is reported and the
- * running configuration kept. Also the way a mounted ConfigMap changes (a `..data` symlink swapped).
+ * --config FILE is watched: resources are added, changed and removed live; a broken entry is skipped (its
+ * resource keeps its running configuration), a broken file is reported and the running configuration kept. Also the way a mounted ConfigMap changes (a `..data` symlink swapped).
  */
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import t from 'tap';
@@ -62,13 +63,39 @@ t.test('config file: add, change, remove; a broken file keeps the running config
   t.pass('alpha now lists 5 devices, on the same stream');
   t.equal(kubelet.registrations.filter((r) => r.resourceName === A).length, 1, 'a change needs no new registration');
 
-  // A broken file: reported, nothing changes.
-  fs.writeFileSync(file, '[{"name":"alpha","lowerDevice":"lower0","mode":"fast"}]');
-  const report = await daemon.waitForLog((l) => l.msg === 'new configuration is invalid; keeping the running configuration', 2000);
-  t.match(String(report.problem), /entry 0 \(name "alpha"\): unknown mode "fast"/);
-  t.equal(report.level, 'error');
+  // One broken entry: skipped with its entry and key named; alpha keeps its running configuration while beta,
+  // which still parses, takes its new capacity.
+  fs.writeFileSync(
+    file,
+    JSON.stringify([
+      { name: 'alpha', lowerDevice: 'lower0', mode: 'fast' },
+      { name: 'beta', lowerDevice: 'peer0', capacity: 2 },
+    ]),
+  );
+  await kubelet.waitForDevices(B, (l) => l.length === 2, 2000);
+  const skipped = await daemon.waitForLog((l) => l.msg === 'configuration entry skipped', 2000);
+  t.match(skipped, { level: 'error', source: file, entry: 0, name: 'alpha', key: 'mode', value: '"fast"' });
+  t.match(String(skipped.problem), /entry 0 \(name "alpha"\), key "mode" = "fast": unknown mode/);
+  const kept = await daemon.waitForLog((l) => l.msg === 'entries skipped: keeping their running configuration', 2000);
+  t.same(kept.resources, ['alpha']);
   t.equal(kubelet.devices(A)?.length, 5, 'alpha unchanged');
-  t.equal(kubelet.devices(B)?.length, 1, 'beta unchanged');
+
+  // Not JSON at all: reported in one line, nothing changes.
+  fs.writeFileSync(file, '[{"name":\n"alpha",');
+  const report = await daemon.waitForLog((l) => l.msg === 'new configuration is invalid; keeping the running configuration', 2000);
+  t.match(String(report.problem), /not JSON: .* at line 2, column 9/);
+  t.notMatch(String(report.problem), /\n/, 'one line');
+  t.equal(report.level, 'error');
+
+  // Replaced by a FIFO nobody writes: reported at once, and the gRPC server keeps answering.
+  execFileSync('mkfifo', [`${file}.fifo`]);
+  fs.renameSync(`${file}.fifo`, file);
+  const fifo = await daemon.waitForLog((l) => l.msg === 'configuration file is unreadable; keeping the running configuration', 2000);
+  t.match(String(fifo.problem), /it is a FIFO, not a regular file/);
+  t.same(await kubelet.getDevicePluginOptions(A), { preStartRequired: false, getPreferredAllocationAvailable: false }, 'gRPC answers');
+  fs.rmSync(file);
+  t.equal(kubelet.devices(A)?.length, 5, 'alpha unchanged');
+  t.equal(kubelet.devices(B)?.length, 2, 'beta unchanged');
   t.ok(fs.existsSync(path.join(pluginDir, 'macvtap.network.kubevirt.io_beta')));
 
   // Remove beta, and point alpha at another lower device (missing: its devices turn unhealthy).

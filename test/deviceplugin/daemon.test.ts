@@ -9,7 +9,7 @@ import t from 'tap';
 import { hostLinkName } from '../../lib/naming';
 import { AllocationStore } from '../../lib/naming/allocations';
 import { claimIfindexes, ip, ipLink, ipLinkNames, makeLowerNetns, makeNetns, rootOnly, sysfsTapDev } from '../support/kernel';
-import { PREFIX, startDaemon } from './helpers';
+import { PREFIX, requireLink, startDaemon } from './helpers';
 
 const RES = `${PREFIX}/dataplane`;
 const conf = (extra: object = {}): string => JSON.stringify([{ name: 'dataplane', lowerDevice: 'lower0', capacity: 4, ...extra }]);
@@ -84,10 +84,10 @@ t.test('Allocate makes a macvtap per device on the lower device, its tap node an
     for (const [i, spec] of container.devices.entries()) {
       const id = ids[c][i];
       const name = await hostLinkName(id);
-      const link = ipLink(ns, name);
-      t.ok(link, `${id}: ${name} exists`);
-      t.equal(link.linkinfo.info_kind, 'macvtap');
-      t.equal(link.linkinfo.info_data.mode, 'vepa', 'mode of the resource');
+      const link = requireLink(ns, name);
+      t.equal(link.linkinfo?.info_kind, 'macvtap', `${id}: ${name} is a macvtap`);
+      t.equal(link.linkinfo?.info_data?.mode, 'vepa', 'mode of the resource');
+      t.ok(link.flags.includes('UP'), 'up, as kubevirt leaves it');
       t.equal(link.link, 'lower0', 'on the lower device');
       t.equal(link.txqlen, 777, "the lower device's txqueuelen");
       t.ok(idx.includes(link.ifindex), 'ifindex from --ifindex-range');
@@ -122,9 +122,9 @@ t.test('a stale link of the same name is replaced; a foreign /dev/tapN node is r
   const { kubelet } = await startDaemon(t, { ns, env: conf(), args: ['--ifindex-range', `${idx[0]}-${idx[0]}`] });
   await kubelet.waitForDevices(RES, (l) => l.length === 4);
   const res = await kubelet.allocate(RES, [['dataplaneMvp3']]);
-  const link = ipLink(ns, name);
+  const link = requireLink(ns, name);
   t.equal(link.ifindex, idx[0], 'recreated (the stale one had another ifindex)');
-  t.equal(link.linkinfo.info_data.mode, 'bridge', "with the resource's mode");
+  t.equal(link.linkinfo?.info_data?.mode, 'bridge', "with the resource's mode");
   t.equal(res.containerResponses[0].devices[0].hostPath, node);
   t.equal(nodeDev(node), sysfsTapDev(ns, name, idx[0]), 'the foreign node now points at our macvtap');
   // The stale link was retired (renamed mvr<ifindex>) and is deleted in the background, as is the old one.

@@ -8,6 +8,7 @@ import { ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { IpLink, ipLink } from '../support/kernel';
 import { KubeletStandIn } from '../support/kubelet';
 
 export const DAEMON = path.resolve(__dirname, '../../dist/bin/macvtap-deviceplugin.js');
@@ -155,3 +156,10 @@ export function fdCount(pid: number): number {
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** The oracle's view of a link that must exist (throws, naming it, when it does not). */
+export function requireLink(ns: string, name: string): IpLink {
+  const link = ipLink(ns, name);
+  if (!link) throw new Error(`link ${name} does not exist in ${ns}`);
+  return link;
+}

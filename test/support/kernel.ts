@@ -70,6 +70,7 @@ export function ipLinkNames(ns: string): string[] {
 
 /** Creates a named namespace with `ip netns add` and removes it (and its links) at teardown. */
 export function makeNetns(t: Teardown, prefix = 'mvt'): string {
+  sweepDeadTestNamespaces();
   const name = uniqueName(prefix);
   ip('netns', 'add', name);
   t.teardown(() => removeNetns(name));
@@ -115,6 +116,9 @@ export function claimIfindexes(t: Teardown, count = 8): number[] {
   for (let base = FIRST_INDEX; base < LAST_INDEX; base += blockSize) {
     const claim = path.join(CLAIM_DIR, String(base));
     if (!tryClaim(claim)) continue;
+    // A test process killed before its teardown (a timeout, SIGKILL) leaves its nodes behind; the block is
+    // ours now, so whatever tap node is in it is stale.
+    for (let i = base; i < base + blockSize; i++) removeOwnTapNode(i);
     const indexes = Array.from({ length: count }, (_, i) => base + i);
     t.teardown(() => {
       for (let i = base; i < base + blockSize; i++) removeOwnTapNode(i);
@@ -136,6 +140,28 @@ function tryClaim(file: string): boolean {
       return tryClaim(file);
     }
     return false;
+  }
+}
+
+let swept = false;
+
+/**
+ * Removes, once per test process, the namespaces that test processes killed before their teardown left behind
+ * (named `<prefix>-t<pid>-<n>` by uniqueName, with `pid` no longer running): their links would otherwise keep
+ * /dev/tap<ifindex> names that later tests claim.
+ */
+function sweepDeadTestNamespaces(): void {
+  if (swept) return;
+  swept = true;
+  let names: string[];
+  try {
+    names = fs.readdirSync('/var/run/netns');
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const m = /^[a-z][a-z0-9-]*-t(\d+)-\d+$/.exec(name);
+    if (m && Number(m[1]) !== process.pid && !alive(Number(m[1]))) removeNetns(name);
   }
 }
 

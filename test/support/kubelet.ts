@@ -10,11 +10,13 @@
  */
 import { EventEmitter } from 'node:events';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { protoFile } from '../../lib/deviceplugin/api';
 import type { KubeletCheckpoint, PodRef } from './checkpoint';
+import { Relay, startAuthorityRelay } from './h2-authority';
 
 export interface Registration {
   version: string;
@@ -76,6 +78,14 @@ function loadApi(): Api {
   return api;
 }
 
+export interface StandInOptions {
+  /**
+   * Accept registrations from grpc-go clients that send a socket path as `:authority` (kubevirt's device
+   * plugin does), which Node's http2 refuses: kubelet.sock is then a relay that rewrites it (h2-authority.ts).
+   */
+  grpcGoClients?: boolean;
+}
+
 /** Emits `registration` (Registration), `devices` (DeviceUpdate) and `streamEnd` (resource). */
 export class KubeletStandIn extends EventEmitter {
   readonly dir: string;
@@ -86,11 +96,14 @@ export class KubeletStandIn extends EventEmitter {
   rejectRegistrations: string | undefined;
   private server: grpc.Server | undefined;
   private readonly plugins = new Map<string, PluginConnection>();
+  /** With `grpcGoClients`: the relay on kubelet.sock and the private directory of the server behind it. */
+  private relay: { dir: string; server?: Relay } | undefined;
 
-  private constructor(dir: string) {
+  private constructor(dir: string, opts: StandInOptions) {
     super();
     this.dir = dir;
     this.socketPath = path.join(dir, 'kubelet.sock');
+    if (opts.grpcGoClients) this.relay = { dir: fs.mkdtempSync(path.join(os.tmpdir(), 'kubelet-relay-')) };
   }
 
   /**
@@ -98,9 +111,9 @@ export class KubeletStandIn extends EventEmitter {
    * server owns kubelet.sock (bench/h2register.ts, for Go clients: see there) and hands registrations to
    * acceptRegistration(); restart() still deletes every socket, then the other server serves again.
    */
-  static async start(dir: string, opts: { external?: boolean } = {}): Promise<KubeletStandIn> {
+  static async start(dir: string, opts: StandInOptions & { external?: boolean } = {}): Promise<KubeletStandIn> {
     fs.mkdirSync(dir, { recursive: true });
-    const kubelet = new KubeletStandIn(dir);
+    const kubelet = new KubeletStandIn(dir, opts);
     kubelet.external = opts.external ?? false;
     await kubelet.serve();
     return kubelet;
@@ -116,6 +129,9 @@ export class KubeletStandIn extends EventEmitter {
   private async serve(): Promise<void> {
     if (this.external) return;
     fs.rmSync(this.socketPath, { force: true });
+    // Behind the relay, the gRPC server listens in a private directory and kubelet.sock is the relay's.
+    const listenPath = this.relay ? path.join(this.relay.dir, 'kubelet.sock') : this.socketPath;
+    fs.rmSync(listenPath, { force: true });
     const server = new grpc.Server();
     server.addService(loadApi().Registration.service, {
       Register: (call: grpc.ServerUnaryCall<Omit<Registration, 'at'>, unknown>, cb: grpc.sendUnaryData<unknown>) => {
@@ -126,9 +142,10 @@ export class KubeletStandIn extends EventEmitter {
       },
     });
     await new Promise<void>((resolve, reject) =>
-      server.bindAsync(`unix:${this.socketPath}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())),
+      server.bindAsync(`unix:${listenPath}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())),
     );
     this.server = server;
+    if (this.relay) this.relay.server = await startAuthorityRelay(this.socketPath, listenPath);
   }
 
   private async register(reg: Registration): Promise<void> {
@@ -329,6 +346,11 @@ export class KubeletStandIn extends EventEmitter {
 
   /** Closes the Registration server; resolves once its listener is closed (it unlinks its path then). */
   private async closeServer(): Promise<void> {
+    const relay = this.relay?.server;
+    if (relay && this.relay) {
+      this.relay.server = undefined;
+      await relay.close();
+    }
     const server = this.server;
     this.server = undefined;
     if (!server) return;
@@ -343,6 +365,7 @@ export class KubeletStandIn extends EventEmitter {
     this.dropConnections();
     await this.closeServer();
     fs.rmSync(this.socketPath, { force: true });
+    if (this.relay) fs.rmSync(this.relay.dir, { recursive: true, force: true });
     this.removeAllListeners();
   }
 }
