@@ -82,3 +82,23 @@ t.test('config reloads: applied and rejected are counted', { skip: rootOnly }, a
   t.equal(m2.get('macvtap_config_reloads_total{result="rejected"}'), 1, 'one rejected reload');
   t.equal(m2.get(`macvtap_resource_capacity{${L}}`), 6, 'the running configuration is kept');
 });
+
+t.test('configuration entries skipped as invalid are counted, at start and on reload', { skip: rootOnly }, async (t) => {
+  const dir = tempDir(t);
+  const file = path.join(dir, 'conf.json');
+  const good = { name: 'dataplane', lowerDevice: 'lower0', capacity: 4 };
+  fs.writeFileSync(file, JSON.stringify([good, { name: 'bad', lowerDevice: 'lower0', mode: 'fast' }]));
+  const s = await startWithEndpoint(t, { env: undefined, extraArgs: ['--config', file] });
+  await s.kubelet.waitForDevices(RES, (l) => l.length === 4);
+  t.equal((await s.scrape()).get('macvtap_config_rejected_entries_total'), 1, 'the bad entry at start');
+  fs.writeFileSync(
+    file,
+    JSON.stringify([good, { name: 'bad2', lowerDevice: 'lower0', mode: 'fast' }, { name: 'no/slash', lowerDevice: 'lower0' }]),
+  );
+  await s.daemon.waitForLog((l) => l.msg === 'configuration reloaded' || (typeof l.msg === 'string' && l.msg.includes('skipped')), 20000);
+  const deadline = Date.now() + 20000;
+  let n = 0;
+  while (Date.now() < deadline && (n = (await s.scrape()).get('macvtap_config_rejected_entries_total') ?? 0) < 3)
+    await new Promise((r) => setTimeout(r, 200));
+  t.equal(n, 3, 'and the two bad entries of the reload');
+});
