@@ -35,7 +35,7 @@ async function setup(t: T, opts: { args: string[]; podResources?: boolean }): Pr
     const pr = podResources;
     t.teardown(() => pr.stop());
   }
-  await s.kubelet.waitForDevices(RES, (l) => l.length === 4);
+  await s.kubelet.waitForDevices(RES, (l) => l.length === 4, 60000);
   return { ...s, checkpoint, podResources, store: new AllocationStore(s.stateDir) };
 }
 
