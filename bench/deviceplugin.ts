@@ -144,8 +144,10 @@ async function main(): Promise<void> {
     const up = haveUpstream ? await startUpstream(cleanups, dir, upstreamExe, 64000) : undefined;
     const nodes = up ? [ours, up] : [ours];
     await sleep(3000);
-    const atStart = nodes.map((n) => procStat(n.pid).rss);
-    const bareRss = procStat(bare.pid as number).rss;
+    const startStats = nodes.map((n) => procStat(n.pid));
+    const atStart = startStats.map((s) => s.rss);
+    const bareStat = procStat(bare.pid as number);
+    const bareRss = bareStat.rss;
 
     // Warm-up, then latency, alternating between the plugins request by request.
     for (const n of nodes) for (let i = 0; i < 5; i++) await n.kubelet.allocate(RES, [[IDS[i]]]);
@@ -158,7 +160,8 @@ async function main(): Promise<void> {
     // RSS after --allocs single-device Allocates (counting those above), settled.
     for (const n of nodes) for (let i = o.rounds + o.batches; i < o.allocs; i++) await n.kubelet.allocate(RES, [[IDS[i % 100]]]);
     await sleep(5000);
-    const afterAllocs = nodes.map((n) => procStat(n.pid).rss);
+    const allocStats = nodes.map((n) => procStat(n.pid));
+    const afterAllocs = allocStats.map((s) => s.rss);
 
     // Ours under a storm: Allocates back to back (a kubelet sends one at a time) while /metrics is scraped.
     const http = NsHttp.open({ teardown: (fn) => cleanups.push(fn) }, ours.ns, runtime);
@@ -233,7 +236,25 @@ async function main(): Promise<void> {
       mib,
       '',
     );
-    rows.push([`bare runtime RSS`, mib(bareRss), '', '', '']);
+    row(
+      '  of which anonymous (RssAnon), after start',
+      startStats.map((s) => s.anon),
+      mib,
+      `bare: ${mib(bareStat.anon)}`,
+    );
+    row(
+      `  of which anonymous, after ${o.allocs} Allocates`,
+      allocStats.map((s) => s.anon),
+      mib,
+      '',
+    );
+    row(
+      '  of which anonymous, after idling',
+      after.slice(0, nodes.length).map((s) => s.anon),
+      mib,
+      '',
+    );
+    rows.push([`bare runtime RSS`, mib(bareRss), '', '', `anonymous ${mib(bareStat.anon)}`]);
     rows.push([
       `storm: ${o.storm} Allocates + ${o.scrapes} scrapes in ${(stormMs / 1000).toFixed(1)} s: RSS after`,
       mib(afterStorm.rss),
@@ -242,6 +263,13 @@ async function main(): Promise<void> {
       `growth vs after ${o.allocs}: ${mib(afterStorm.rss - afterAllocs[0])}`,
     ]);
     rows.push(['storm: peak RSS (VmHWM)', mib(afterStorm.peak), '', '', `<= bare + 32 MiB = ${mib(bareRss + 32 * MiB)}`]);
+    rows.push([
+      'storm: anonymous RSS after',
+      mib(afterStorm.anon),
+      '',
+      '',
+      `growth vs after ${o.allocs}: ${mib(afterStorm.anon - allocStats[0].anon)}`,
+    ]);
     rows.push([
       'scrape /metrics, idle (median / p99)',
       `${msf(median(idleScrapes))} / ${msf(p(idleScrapes, 0.99))}`,

@@ -21,13 +21,17 @@ export const METRICS_PORT = 9735;
 const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
 const PAGE = Number(execFileSync('getconf', ['PAGESIZE'], { encoding: 'utf8' }).trim()) || 4096;
 
-/** CPU seconds (utime+stime) and RSS bytes of a process, from /proc/PID/stat; peak RSS from VmHWM. */
-export function procStat(pid: number): { cpu: number; rss: number; peak: number } {
+/**
+ * CPU seconds (utime+stime) and RSS bytes of a process, from /proc/PID/stat; peak RSS (VmHWM) and its anonymous
+ * part (RssAnon: heaps, stacks; the rest is pages of the executable file, which the kernel can drop) from status.
+ */
+export function procStat(pid: number): { cpu: number; rss: number; peak: number; anon: number } {
   const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
   const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   // f[0] is field 3 (state): utime is field 14, stime 15, rss 24.
-  const hwm = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return { cpu: (Number(f[11]) + Number(f[12])) / CLK_TCK, rss: Number(f[21]) * PAGE, peak: hwm ? Number(hwm[1]) * 1024 : NaN };
+  const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (field: string): number => Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)?.[1] ?? NaN) * 1024;
+  return { cpu: (Number(f[11]) + Number(f[12])) / CLK_TCK, rss: Number(f[21]) * PAGE, peak: kb('VmHWM'), anon: kb('RssAnon') };
 }
 
 export type Cleanup = () => void | Promise<void>;

@@ -208,6 +208,8 @@ async function main(): Promise<void> {
   } catch (err) {
     fail(errorMessage(err), 1);
   }
+  const skippedAtStart = problems.filter((p) => p.level === 'error').length;
+  if (skippedAtStart) daemon.events.emit('configEntriesRejected', { count: skippedAtStart });
   try {
     await daemon.start();
     await operations.start();

@@ -261,6 +261,8 @@ export class Daemon {
       return;
     }
     for (const p of problems) logProblem(this.log, p);
+    const skipped = problems.filter((p) => p.level === 'error').length;
+    if (skipped) this.events.emit('configEntriesRejected', { count: skipped });
     const { config, kept } = mergeReload(
       [...this.plugins.values()].map((p) => p.config),
       next,

@@ -198,7 +198,7 @@ export class Reclaimer {
       out.set(id, { deviceID: id, record, link: undefined });
       byLink.set(record.linkName, id);
     }
-    const configured = await this.linkNames();
+    const configured = this.linkNames();
     for (const link of await this.opts.netns.listLinks()) {
       if (link.kind !== 'macvtap' || !HOST_LINK_RE.test(link.name)) continue;
       const id = byLink.get(link.name) ?? configured.get(link.name);
@@ -213,7 +213,7 @@ export class Reclaimer {
     return out;
   }
 
-  private async linkNames(): Promise<Map<string, string>> {
+  private linkNames(): Map<string, string> {
     const resources = this.opts.resources();
     const key = resources.map((r) => `${r.name}/${r.capacity}`).join(',');
     if (this.names?.key === key) return this.names.map;
@@ -221,7 +221,7 @@ export class Reclaimer {
     for (const r of resources) {
       for (let i = 0; i < r.capacity; i++) {
         const id = deviceId(r.name, i);
-        map.set(await hostLinkName(id), id);
+        map.set(hostLinkName(id), id);
       }
     }
     this.names = { key, map };
@@ -259,7 +259,7 @@ export class Reclaimer {
   /** Re-checks one device and reclaims it; runs under its lock while no Allocate is in flight. */
   private async reclaimLocked(id: string, source: AssignmentSource, planned: number): Promise<ReclaimedDevice | undefined> {
     const record = this.opts.store.read(id);
-    const linkName = record?.linkName ?? (await hostLinkName(id));
+    const linkName = record?.linkName ?? hostLinkName(id);
     const link = HOST_LINK_RE.test(linkName) ? ((await this.opts.netns.getLink(linkName)) ?? undefined) : undefined;
     const candidate: Candidate = { deviceID: id, record, link };
     if (!record && !link) return undefined;

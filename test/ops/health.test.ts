@@ -25,7 +25,7 @@ async function kubeletProcess(t: T, dir: string): Promise<{ child: ChildProcess;
   });
   const lines: string[] = [];
   await new Promise<void>((resolve, reject) => {
-    createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (l) => {
+    createInterface({ input: child.stdout }).on('line', (l) => {
       lines.push(l);
       if (l === 'ready') resolve();
     });
@@ -73,7 +73,7 @@ t.test('readyz goes false when the kubelet is killed and true after it re-regist
     ],
     conf(),
   );
-  const port = (await daemon.waitForLog((l) => l.msg === 'serving metrics and health')).port as number;
+  const port = (await daemon.waitForLog((l) => l.msg === 'serving metrics and health', 60000)).port as number;
   const http = NsHttp.open(t, ns);
 
   const ready = await until(http, port, '/readyz', (s) => s === 200);
@@ -103,7 +103,7 @@ t.test('readyz goes false when the kubelet is killed and true after it re-regist
 
 t.test('garbage HTTP gets 400/404/405 and the daemon keeps serving', { skip: rootOnly }, async (t) => {
   const s = await startWithEndpoint(t);
-  await s.kubelet.waitForDevices(RES, (l) => l.length === 4);
+  await s.kubelet.waitForDevices(RES, (l) => l.length === 4, 60000);
   const cases: [string, string | Buffer, RegExp][] = [
     ['not HTTP at all', 'hello there\r\n\r\n', /^HTTP\/1\.1 400 /],
     ['binary bytes', Buffer.from([0x16, 0x03, 0x01, 0x00, 0xff, 0x00, 0x0d, 0x0a, 0x0d, 0x0a]), /^HTTP\/1\.1 400 /],
@@ -141,7 +141,7 @@ t.test('port in use: by default one clear line and the kubelet is still served',
   t.teardown(() => kubelet.stop());
   const args = ['--device-plugin-path', pluginDir, '--state-dir', path.join(dir, 'state'), '--ifindex-range', `${idx[0]}-${idx[3]}`];
   const daemon = spawnDaemon(t, ns, [...args, '--metrics-listen', `127.0.0.1:${port}`], conf());
-  await kubelet.waitForDevices(RES, (l) => l.length === 4);
+  await kubelet.waitForDevices(RES, (l) => l.length === 4, 60000);
   const lines = daemon.logs.filter((l) => l.msg === 'no metrics or health endpoint; serving the kubelet without them');
   t.equal(lines.length, 1, 'one line');
   t.equal(lines[0].level, 'error');

@@ -31,7 +31,8 @@ export async function startWithEndpoint(t: T, opts: Partial<StartOptions> & { ex
     kubelet: opts.kubelet,
     args: ['--ifindex-range', `${idx[0]}-${idx[idx.length - 1]}`, '--metrics-listen', '127.0.0.1:0', ...(opts.extraArgs ?? [])],
   });
-  const line = await started.daemon.waitForLog((l) => l.msg === 'serving metrics and health');
+  // Generous: start-up takes seconds on a loaded 2-vCPU machine.
+  const line = await started.daemon.waitForLog((l) => l.msg === 'serving metrics and health', 60000);
   const port = line.port as number;
   const http = NsHttp.open(t, ns);
   const scrape = async (): Promise<Map<string, number>> => {

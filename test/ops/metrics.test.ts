@@ -13,7 +13,7 @@ const L = `resource="${RES}"`;
 
 t.test('metrics move with Allocate, health, registration and config reloads', { skip: rootOnly }, async (t) => {
   const s = await startWithEndpoint(t);
-  await s.kubelet.waitForDevices(RES, (l) => l.length === 4 && l.every((d) => d.health === 'Healthy'));
+  await s.kubelet.waitForDevices(RES, (l) => l.length === 4 && l.every((d) => d.health === 'Healthy'), 60000);
 
   const m0 = await s.scrape();
   t.equal(m0.get(`macvtap_resource_capacity{${L}}`), 4, 'capacity');
@@ -58,7 +58,7 @@ t.test('metrics move with Allocate, health, registration and config reloads', { 
   // Kubelet restart: a re-registration.
   await s.kubelet.restart();
   await s.kubelet.waitForRegistration(RES);
-  await s.kubelet.waitForDevices(RES, (l) => l.length === 4);
+  await s.kubelet.waitForDevices(RES, (l) => l.length === 4, 60000);
   const m3 = await s.scrape();
   t.equal(m3.get(`macvtap_kubelet_registrations_total{${L}}`), 2, 'two registrations');
   t.equal(m3.get(`macvtap_kubelet_reregistrations_total{${L}}`), 1, 'one of them a re-registration');
@@ -70,9 +70,9 @@ t.test('config reloads: applied and rejected are counted', { skip: rootOnly }, a
   const file = path.join(dir, 'conf.json');
   fs.writeFileSync(file, conf(4));
   const s = await startWithEndpoint(t, { env: undefined, extraArgs: ['--config', file] });
-  await s.kubelet.waitForDevices(RES, (l) => l.length === 4);
+  await s.kubelet.waitForDevices(RES, (l) => l.length === 4, 60000);
   fs.writeFileSync(file, conf(6));
-  await s.kubelet.waitForDevices(RES, (l) => l.length === 6);
+  await s.kubelet.waitForDevices(RES, (l) => l.length === 6, 60000);
   const m1 = await s.scrape();
   t.equal(m1.get('macvtap_config_reloads_total{result="applied"}'), 1, 'one applied reload');
   t.equal(m1.get(`macvtap_resource_capacity{${L}}`), 6, 'capacity follows the reload');
@@ -81,4 +81,24 @@ t.test('config reloads: applied and rejected are counted', { skip: rootOnly }, a
   const m2 = await s.scrape();
   t.equal(m2.get('macvtap_config_reloads_total{result="rejected"}'), 1, 'one rejected reload');
   t.equal(m2.get(`macvtap_resource_capacity{${L}}`), 6, 'the running configuration is kept');
+});
+
+t.test('configuration entries skipped as invalid are counted, at start and on reload', { skip: rootOnly }, async (t) => {
+  const dir = tempDir(t);
+  const file = path.join(dir, 'conf.json');
+  const good = { name: 'dataplane', lowerDevice: 'lower0', capacity: 4 };
+  fs.writeFileSync(file, JSON.stringify([good, { name: 'bad', lowerDevice: 'lower0', mode: 'fast' }]));
+  const s = await startWithEndpoint(t, { env: undefined, extraArgs: ['--config', file] });
+  await s.kubelet.waitForDevices(RES, (l) => l.length === 4, 60000);
+  t.equal((await s.scrape()).get('macvtap_config_rejected_entries_total'), 1, 'the bad entry at start');
+  fs.writeFileSync(
+    file,
+    JSON.stringify([good, { name: 'bad2', lowerDevice: 'lower0', mode: 'fast' }, { name: 'no/slash', lowerDevice: 'lower0' }]),
+  );
+  await s.daemon.waitForLog((l) => l.msg === 'configuration reloaded' || (typeof l.msg === 'string' && l.msg.includes('skipped')), 20000);
+  const deadline = Date.now() + 20000;
+  let n = 0;
+  while (Date.now() < deadline && (n = (await s.scrape()).get('macvtap_config_rejected_entries_total') ?? 0) < 3)
+    await new Promise((r) => setTimeout(r, 200));
+  t.equal(n, 3, 'and the two bad entries of the reload');
 });

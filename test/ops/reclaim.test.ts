@@ -35,13 +35,13 @@ async function setup(t: T, opts: { args: string[]; podResources?: boolean }): Pr
     const pr = podResources;
     t.teardown(() => pr.stop());
   }
-  await s.kubelet.waitForDevices(RES, (l) => l.length === 4);
+  await s.kubelet.waitForDevices(RES, (l) => l.length === 4, 60000);
   return { ...s, checkpoint, podResources, store: new AllocationStore(s.stateDir) };
 }
 
 /** The host link and its ifindex of a device, per iproute2 in the daemon's namespace. */
-async function hostLink(ns: string, id: string): Promise<{ name: string; ifindex: number | undefined }> {
-  const name = await hostLinkName(id);
+function hostLink(ns: string, id: string): { name: string; ifindex: number | undefined } {
+  const name = hostLinkName(id);
   return { name, ifindex: ipLink(ns, name)?.ifindex };
 }
 
@@ -50,13 +50,13 @@ t.test('an abandoned device is reclaimed after the grace period; held devices an
   await s.kubelet.allocate(RES, [['dataplaneMvp0']], { podUID: 'pod-a' });
   await s.kubelet.allocate(RES, [['dataplaneMvp1']], { podUID: 'pod-b' });
   await s.kubelet.allocate(RES, [['dataplaneMvp3']], { podUID: 'pod-d' });
-  const held = await hostLink(s.ns, 'dataplaneMvp0');
-  const abandoned = await hostLink(s.ns, 'dataplaneMvp1');
+  const held = hostLink(s.ns, 'dataplaneMvp0');
+  const abandoned = hostLink(s.ns, 'dataplaneMvp1');
   t.ok(abandoned.ifindex, 'the abandoned device has its host link');
   t.ok(fs.existsSync(`/dev/tap${abandoned.ifindex}`), 'and its tap node');
   // pod-d's CNI moved its link into the pod; then the kubelet forgets both pods.
   const podNs = makeNetns(t);
-  const moved = await hostLink(s.ns, 'dataplaneMvp3');
+  const moved = hostLink(s.ns, 'dataplaneMvp3');
   ip('-n', s.ns, 'link', 'set', moved.name, 'netns', podNs);
   s.checkpoint.removePod('pod-b');
   s.checkpoint.removePod('pod-d');
@@ -89,7 +89,7 @@ t.test('a device whose pod is still starting (inside the grace period) is kept',
   const s = await setup(t, { args: ['--reclaim', 'on', '--reclaim-grace', '300', '--reclaim-interval', '1'] });
   // Allocate answered; the kubelet has not recorded the pod's devices yet.
   await s.kubelet.allocate(RES, [['dataplaneMvp2']]);
-  const link = await hostLink(s.ns, 'dataplaneMvp2');
+  const link = hostLink(s.ns, 'dataplaneMvp2');
   const calls = s.podResources?.calls ?? 0;
   await s.daemon.waitForLog(
     (l) => l.msg === 'unassigned device within the grace period; keeping it' && l.device === 'dataplaneMvp2',
@@ -108,7 +108,7 @@ t.test('pod-resources and checkpoint unavailable: nothing reclaimed, a warning s
   const s = await setup(t, { podResources: false, args: ['--reclaim', 'on', '--reclaim-grace', '1', '--reclaim-interval', '1'] });
   s.kubelet.checkpoint = undefined;
   await s.kubelet.allocate(RES, [['dataplaneMvp1']]);
-  const link = await hostLink(s.ns, 'dataplaneMvp1');
+  const link = hostLink(s.ns, 'dataplaneMvp1');
   await new Promise((r) => setTimeout(r, 1500));
   const warn = await s.daemon.waitForLog(
     (l) => l.msg === 'cannot tell which devices pods hold; reclaiming nothing' && Date.parse(String(l.time)) > Date.now() - 1200,
@@ -136,7 +136,7 @@ t.test('pod-resources down: the checkpoint is the fallback', { skip: rootOnly },
   await s.kubelet.allocate(RES, [['dataplaneMvp1']], { podUID: 'pod-b' });
   s.checkpoint.removePod('pod-b');
   s.checkpoint.write();
-  const held = await hostLink(s.ns, 'dataplaneMvp0');
+  const held = hostLink(s.ns, 'dataplaneMvp0');
   const line = await s.daemon.waitForLog((l) => l.msg === 'reclaimed device' && l.device === 'dataplaneMvp1', 20000);
   t.match(line.why, /per the kubelet's device-manager checkpoint/, 'the log says the checkpoint decided');
   t.ok(
@@ -151,7 +151,7 @@ t.test('malformed pod-resources answers and a corrupt checkpoint reclaim nothing
   s.kubelet.checkpoint = undefined;
   const pr = s.podResources as PodResourcesStandIn;
   await s.kubelet.allocate(RES, [['dataplaneMvp1']]);
-  const link = await hostLink(s.ns, 'dataplaneMvp1');
+  const link = hostLink(s.ns, 'dataplaneMvp1');
   // Let the device age past the grace period while every answer is bad.
   const answers: [string, PodResourcesStandIn['behaviour'], RegExp][] = [
     ['undecodable bytes', 'garbage', /cannot be decoded/],
@@ -198,7 +198,7 @@ t.test('malformed pod-resources answers and a corrupt checkpoint reclaim nothing
 t.test('dry run: logged and counted, nothing removed', { skip: rootOnly }, async (t) => {
   const s = await setup(t, { args: ['--reclaim', 'dry-run', '--reclaim-grace', '1', '--reclaim-interval', '1'] });
   await s.kubelet.allocate(RES, [['dataplaneMvp1']]);
-  const link = await hostLink(s.ns, 'dataplaneMvp1');
+  const link = hostLink(s.ns, 'dataplaneMvp1');
   const line = await s.daemon.waitForLog((l) => l.msg === 'would reclaim device (dry run)' && l.device === 'dataplaneMvp1', 20000);
   t.equal(line.link, link.name);
   t.equal(ipLink(s.ns, link.name)?.ifindex, link.ifindex, 'the link stays');
@@ -212,7 +212,7 @@ t.test('a device whose lock is held (a CNI verb at work) waits; it is reclaimed 
   await s.kubelet.allocate(RES, [['dataplaneMvp2']], { podUID: 'pod-c' });
   s.checkpoint.removePod('pod-c');
   s.checkpoint.write();
-  const link = await hostLink(s.ns, 'dataplaneMvp2');
+  const link = hostLink(s.ns, 'dataplaneMvp2');
   const state = NodeState.open(s.stateDir, { log: new Logger({ level: 'error' }) });
   t.teardown(() => state.close());
   const lock = state.tryLock('dataplaneMvp2', { program: 'test', verb: 'ADD' });

@@ -13,7 +13,7 @@ t.test('one status line per resource at start and on change', { skip: rootOnly }
   const { daemon, kubelet } = await startDaemon(t, { ns, env: conf(), args: ['--ifindex-range', `${idx[0]}-${idx[3]}`] });
   const status = (pred: (l: LogLine) => boolean): Promise<LogLine> =>
     daemon.waitForLog((l) => l.msg === 'resource status' && pred(l), 15000);
-  const first = await status((l) => l.registered === true);
+  const first = await daemon.waitForLog((l) => l.msg === 'resource status' && l.registered === true, 60000);
   t.match(
     first,
     { level: 'info', resource: RES, capacity: 4, allocated: 0, healthy: true, lowerDevice: 'lower0', lowerState: 'up' },
