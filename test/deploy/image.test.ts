@@ -159,9 +159,11 @@ t.test('the image holds the executables and the tools the DaemonSet uses, and no
   const declared = /Only POSIX sh and coreutils \(([^)]+)\) are used/.exec(installScript)?.[1].split(/,\s*/) ?? [];
   t.ok(declared.length > 5, `install-cni declares its tools: ${declared.join(' ')}`);
   const probeTools = pod.containers.flatMap((c) => {
-    const probes = c as Container & { readinessProbe?: { exec: { command: string[] } }; livenessProbe?: { exec: { command: string[] } } };
-    return [probes.readinessProbe, probes.livenessProbe].flatMap((p) =>
-      p ? [p.exec.command[0], p.exec.command.at(-1)!.split(/\s+/)[0]] : [],
+    // Only exec probes run tools inside the image; httpGet probes are served by the daemon itself.
+    type Probe = { exec?: { command: string[] } };
+    const probes = c as Container & { readinessProbe?: Probe; livenessProbe?: Probe; startupProbe?: Probe };
+    return [probes.readinessProbe, probes.livenessProbe, probes.startupProbe].flatMap((p) =>
+      p?.exec ? [p.exec.command[0], p.exec.command.at(-1)!.split(/\s+/)[0]] : [],
     );
   });
   const tools = [...new Set(['sh', 'env', ...declared, ...probeTools.map((p) => path.basename(p))])];

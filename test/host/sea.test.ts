@@ -207,10 +207,15 @@ t.test(
   { skip: rootOnly || (!built && 'build failed') },
   (t) => {
     const { dp } = installCopies(t);
-    const r = runWithoutNode({ env: { DP_MACVTAP_CONF: '[{"name": "x"}]' }, argv: [dp] });
+    // Entries upstream tolerates are skipped with a warning; what no device plugin can serve is fatal: JSON
+    // that does not parse, and a configuration whose every entry is skipped.
+    const r = runWithoutNode({ env: { DP_MACVTAP_CONF: '[{"name": "x"' }, argv: [dp] });
     t.equal(r.status, 2);
     t.equal(r.stderr.trim().split('\n').length, 1, 'one line');
-    t.match(r.stderr, /DP_MACVTAP_CONF.*lowerDevice/);
+    t.match(r.stderr, /DP_MACVTAP_CONF: not JSON/);
+    const skipped = runWithoutNode({ env: { DP_MACVTAP_CONF: '[{"name": 5}]' }, argv: [dp] });
+    t.equal(skipped.status, 2);
+    t.match(skipped.stderr, /nothing to serve.*key "name" = 5/);
     const none = runWithoutNode({ env: {}, argv: [dp] });
     t.equal(none.status, 2);
     t.match(none.stderr, /no configuration/);

@@ -51,9 +51,10 @@ function run(cmd: string, args: string[], cwd: string): { status: number | null;
 
 /** What the package must hold: the compiled library closure, the prebuilds, the sources of the addon. */
 function expectedFiles(): string[] {
+  // Recursive: lib/netlink has one module per link-operation family under ops/.
   const compiled = (dir: string): string[] =>
     fs
-      .readdirSync(path.join(ROOT, dir))
+      .readdirSync(path.join(ROOT, dir), { recursive: true, encoding: 'utf8' })
       .filter((f) => f.endsWith('.ts'))
       .flatMap((f) => [`dist/${dir}/${f.replace(/\.ts$/, '.js')}`, `dist/${dir}/${f.replace(/\.ts$/, '.d.ts')}`]);
   const native = fs.readdirSync(path.join(ROOT, 'native')).map((f) => `native/${f}`);
