@@ -1,12 +1,12 @@
 #include "netlink_socket.h"
 
-#include <errno.h>
 #include <linux/netlink.h>
 #include <poll.h>
 #include <sched.h>
-#include <string.h>
 #include <sys/socket.h>
-#include <time.h>
+#include <cerrno>
+#include <cstring>
+#include <ctime>
 
 #include "args.h"
 #include "child.h"
@@ -26,7 +26,13 @@ namespace macvtap {
 
 namespace {
 
-constexpr size_t kInitialBuffer = 64 * 1024;
+// What a closing poll handle's close callback frees: uv wants the handle closed before the fd it polls.
+struct ClosingPoll {
+  uv_poll_t* handle;
+  UniqueFd fd;
+};
+
+constexpr size_t kInitialBuffer = size_t{64} * 1024;
 constexpr int kMaxDatagramsPerTick = 64;
 constexpr int kWatchReceiveBuffer = 4 * 1024 * 1024;
 constexpr int64_t kMaxTimeoutMs = 24LL * 3600 * 1000;
@@ -92,7 +98,7 @@ std::string ParseExtack(const uint8_t* tlv, size_t length) {
     if (attr->nla_len < NLA_HDRLEN || attr->nla_len > length) break;
     if ((attr->nla_type & NLA_TYPE_MASK) == NLMSGERR_ATTR_MSG) {
       const char* text = reinterpret_cast<const char*>(tlv + NLA_HDRLEN);
-      return std::string(text, strnlen(text, attr->nla_len - NLA_HDRLEN));
+      return {text, strnlen(text, attr->nla_len - NLA_HDRLEN)};
     }
     size_t step = NLA_ALIGN(attr->nla_len);
     if (step >= length) break;
@@ -449,11 +455,12 @@ void NetlinkSocket::ClosePollAndFd() {
   uv_poll_t* handle = poll_;
   poll_ = nullptr;
   uv_poll_stop(handle);
-  handle->data = reinterpret_cast<void*>(static_cast<intptr_t>(fd_.release()));
+  handle->data = new ClosingPoll{handle, std::move(fd_)};
   uv_close(reinterpret_cast<uv_handle_t*>(handle), [](uv_handle_t* h) {
-    int fd = static_cast<int>(reinterpret_cast<intptr_t>(h->data));
-    if (fd >= 0) ::close(fd);
-    delete reinterpret_cast<uv_poll_t*>(h);
+    auto* closing = static_cast<ClosingPoll*>(h->data);
+    uv_poll_t* poll = closing->handle;
+    delete closing;  // closes the fd, now that uv no longer polls it
+    delete poll;
   });
 }
 
@@ -523,7 +530,7 @@ void NetlinkSocket::OnWatchReadable(int poll_error) {
       break;
     }
     const uint8_t* data = buffer_.data();
-    size_t left = static_cast<size_t>(got);
+    auto left = static_cast<size_t>(got);
     while (left >= sizeof(nlmsghdr)) {
       const auto* header = reinterpret_cast<const nlmsghdr*>(data);
       if (header->nlmsg_len < sizeof(nlmsghdr) || header->nlmsg_len > left) break;
