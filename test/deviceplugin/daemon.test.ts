@@ -253,7 +253,7 @@ t.test('Allocate, then the CNI executable consumes the device ID as Multus would
 
   const run = (command: string): { status: number | null; stdout: string; stderr: string } => {
     const r = spawnSync('ip', ['netns', 'exec', ns, process.execPath, cni], {
-      input: JSON.stringify({ cniVersion: '1.0.0', name: 'dataplane', type: 'macvtap', deviceID: 'dataplaneMvp2', stateDir }),
+      input: JSON.stringify({ cniVersion: '1.0.0', name: 'dataplane', type: 'macvtap', deviceID: 'dataplaneMvp2' }),
       env: {
         PATH: process.env.PATH,
         CNI_COMMAND: command,
@@ -261,6 +261,7 @@ t.test('Allocate, then the CNI executable consumes the device ID as Multus would
         CNI_NETNS: `/var/run/netns/${pod}`,
         CNI_IFNAME: 'net1',
         CNI_PATH: '/opt/cni/bin',
+        MACVTAP_CNI_STATE_DIR: stateDir,
         CNI_ARGS: 'IgnoreUnknown=true;K8S_POD_NAMESPACE=default;K8S_POD_NAME=vm;MAC=02:00:00:00:42:01',
       },
       encoding: 'utf8',
