@@ -13,7 +13,7 @@ import * as ts from 'typescript';
 import { parseAllDocuments } from 'yaml';
 import { parseConfig, socketName } from '../../lib/deviceplugin/config';
 import { RESOURCE_PREFIX, resourceName } from '../../lib/naming';
-import { DEFAULT_STATE_DIR } from '../../lib/naming/allocations';
+import { DEFAULT_STATE_DIR } from '../../lib/state';
 import { parseUnicastMac } from '../../lib/netlink';
 import { decodeConfig, readConfig, readEnvironment } from '../../lib/cni/config';
 
