@@ -10,7 +10,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseConfig, socketName } from '../../lib/deviceplugin/config';
 import { RESOURCE_PREFIX, resourceName } from '../../lib/naming';
-import { DEFAULT_STATE_DIR } from '../../lib/naming/allocations';
+import { DEFAULT_STATE_DIR } from '../../lib/state';
 import { parseUnicastMac } from '../../lib/netlink';
 import { decodeConfig, readConfig, readEnvironment } from '../../lib/cni/config';
 import {
