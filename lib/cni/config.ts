@@ -180,6 +180,8 @@ function integerKey(value: unknown, key: string, min: number, max: number): numb
 }
 
 function macValue(value: unknown, source: MacSource, code: number): string {
+  // The netlink module's messages quote the whole value; a MAC has at most 17 characters.
+  if (typeof value === 'string' && value.length > 64) throw new CniError(code, `${source} ${show(value)} is not a MAC address`);
   try {
     return formatMac(parseUnicastMac(value, source));
   } catch (err) {
