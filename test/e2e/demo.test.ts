@@ -73,7 +73,8 @@ function leftovers(pid: number): string[] {
     .filter((n) => n.endsWith(`-${pid}`) && n.startsWith('mvtdemo-'));
   const scratch = fs
     .readdirSync('/tmp')
-    .filter((f) => f.startsWith('macvtap-demo-'))
+    // Only this run's (its pid is in the name): another demo may run at the same time.
+    .filter((f) => f.startsWith(`macvtap-demo-${pid}-`))
     .map((f) => `/tmp/${f}`)
     .filter((d) => fs.existsSync(path.join(d, 'device-plugins')));
   return [...namespaces, ...scratch];
