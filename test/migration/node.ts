@@ -41,9 +41,12 @@ export interface Node extends Scene {
   dp: { side: Side; ours?: DaemonProcess; upstream?: UpstreamDevicePlugin } | undefined;
 }
 
-/** A node with no device plugin running yet; everything is removed at teardown. */
-export async function makeNode(t: Test): Promise<Node> {
-  await lockKernelChosenIfindexes(t);
+/**
+ * A node with no device plugin running yet; everything is removed at teardown. A test that makes two nodes
+ * takes the kernel-chosen-ifindex claim itself first and passes `{ locked: true }` (the claim is not re-entrant).
+ */
+export async function makeNode(t: Test, opts: { locked?: boolean } = {}): Promise<Node> {
+  if (!opts.locked) await lockKernelChosenIfindexes(t);
   const scene = makeScene(t, { indexes: 16 });
   const pluginDir = path.join(tempDir(t, 'mvtmig-'), 'dp');
   fs.mkdirSync(pluginDir);
