@@ -190,6 +190,10 @@ function inner(podNs: string, stateDir: string): void {
     CNI_NETNS: netns,
     CNI_IFNAME: POD_IFNAME,
     CNI_ARGS: 'IgnoreUnknown=true;K8S_POD_NAMESPACE=bench;K8S_POD_NAME=bench;K8S_POD_INFRA_CONTAINER_ID=bench',
+    // Host settings come from the runtime's environment (never the network configuration).
+    MACVTAP_CNI_STATE_DIR: stateDir,
+    MACVTAP_CNI_LOG_FILE: logFile,
+    MACVTAP_CNI_LOG_LEVEL: 'debug',
   });
   // Debug level makes the plugin log its time per phase; the bench reads each ADD's own move + set from it.
   const logFile = path.join(stateDir, 'plugin.log');
@@ -200,9 +204,6 @@ function inner(podNs: string, stateDir: string): void {
     deviceID: 'mvbench0',
     mac: '02:00:00:00:be:01',
     mtu: 1400,
-    stateDir,
-    logFile,
-    logLevel: 'debug',
   });
   let logOffset = 0;
   /** move + set (ms) of the last ADD, as the plugin measured them inside its own process (undefined for a build

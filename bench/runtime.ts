@@ -66,13 +66,14 @@ function ms(start: bigint): number {
 
 /** Inside the scratch host namespace: alternate VERSION and ADD/DEL of each build. */
 function inner(podNs: string, stateDir: string, builds: Build[], runs: number): void {
-  const config = JSON.stringify({ cniVersion: '1.1.0', name: 'bench', type: 'macvtap', deviceID: 'mvtrt0', stateDir });
+  const config = JSON.stringify({ cniVersion: '1.1.0', name: 'bench', type: 'macvtap', deviceID: 'mvtrt0' });
   const env = (command: string): NodeJS.ProcessEnv => ({
     PATH: '/usr/sbin:/usr/bin:/sbin:/bin',
     CNI_COMMAND: command,
     CNI_CONTAINERID: 'bench',
     CNI_NETNS: `/var/run/netns/${podNs}`,
     CNI_IFNAME: 'net1',
+    MACVTAP_CNI_STATE_DIR: stateDir,
   });
   const times = builds.map(() => ({ version: [] as number[], add: [] as number[] }));
   for (let i = 0; i < runs + 2; i++) {

@@ -3,7 +3,7 @@
  * macvtap-deviceplugin: serves `macvtap.network.kubevirt.io/<name>` resources to the kubelet.
  * Argument and environment handling only; the daemon lives in lib/deviceplugin.
  */
-import { DEFAULT_STATE_DIR } from '../lib/naming/allocations';
+import { DEFAULT_STATE_DIR } from '../lib/state';
 import {
   CONFIG_ENV,
   ConfigError,

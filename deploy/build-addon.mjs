@@ -5,7 +5,7 @@
  * include/node; node-gyp never downloads anything) and writes the stripped result to
  * prebuilds/linux-<arch>/macvtap_native.node, the file the npm package ships and the host executables embed.
  *
- *   node deploy/build-addon.mjs [--arch=x64|arm64 ...] [--all]
+ *   node deploy/build-addon.mjs [--arch=x64|arm64 ...] [--all] [--sanitize]
  *
  * The machine's architecture builds in build/ (build/Release/macvtap_native.node, unstripped, is what a
  * development tree loads after prebuilds/; both are refreshed together). Another architecture is
@@ -77,6 +77,29 @@ export function buildAddon(arch = process.arch) {
     for (const entry of ['binding.gyp', 'native']) mirror(path.join(ROOT, entry), path.join(cwd, entry));
   }
 
+  configureAndBuild(cwd, nodedir, arch, env);
+
+  // The addon is written to disk at every start of a host executable and shipped in the npm package:
+  // stripped, it is a third of the size. Replaced by rename, so a process loading it never sees half a file.
+  const out = prebuildPath(arch);
+  fs.mkdirSync(path.dirname(out), { recursive: true });
+  const temp = `${out}.${process.pid}.tmp`;
+  try {
+    run(strip, ['--strip-unneeded', '-o', temp, path.join(cwd, 'build', 'Release', ADDON_FILE)], { cwd, env: {} });
+    if (fs.existsSync(out) && fs.readFileSync(out).equals(fs.readFileSync(temp))) return out;
+    fs.renameSync(temp, out);
+  } finally {
+    fs.rmSync(temp, { force: true });
+  }
+  return out;
+}
+
+/**
+ * node-gyp in `cwd`: configures once per header directory, toolchain and flags (a stamp file records them),
+ * then make's incremental builds.
+ * @param {string} cwd @param {string} nodedir @param {string} arch @param {Record<string, string>} env
+ */
+function configureAndBuild(cwd, nodedir, arch, env) {
   const nodeGyp = require.resolve('node-gyp/bin/node-gyp.js');
   const stampFile = path.join(cwd, 'build', 'macvtap-configure.json');
   const stamp = JSON.stringify({ nodedir, version: pinnedVersion(), arch, env });
@@ -97,20 +120,24 @@ export function buildAddon(arch = process.arch) {
     run(process.execPath, [nodeGyp, 'rebuild', `--nodedir=${nodedir}`, `--arch=${arch}`], { cwd, env });
     fs.writeFileSync(stampFile, stamp);
   }
+}
 
-  // The addon is written to disk at every start of a host executable and shipped in the npm package:
-  // stripped, it is a third of the size. Replaced by rename, so a process loading it never sees half a file.
-  const out = prebuildPath(arch);
-  fs.mkdirSync(path.dirname(out), { recursive: true });
-  const temp = `${out}.${process.pid}.tmp`;
-  try {
-    run(strip, ['--strip-unneeded', '-o', temp, path.join(cwd, 'build', 'Release', ADDON_FILE)], { cwd, env: {} });
-    if (fs.existsSync(out) && fs.readFileSync(out).equals(fs.readFileSync(temp))) return out;
-    fs.renameSync(temp, out);
-  } finally {
-    fs.rmSync(temp, { force: true });
-  }
-  return out;
+/** The compiler and linker flags of the sanitizer build. */
+export const SANITIZE_FLAGS = '-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all';
+
+/**
+ * Builds the addon for this machine with AddressSanitizer and UBSan in a copy of the sources under
+ * node_modules/.cache/macvtap-cni/addon-sanitize (never build/Release or prebuilds/) and returns the path
+ * of the unstripped result. gyp's Makefile adds CFLAGS/CXXFLAGS/LDFLAGS from the environment to its own.
+ */
+export function buildSanitizedAddon() {
+  const nodedir = hostRuntimeDir();
+  const cwd = path.join(CACHE, 'addon-sanitize');
+  fs.mkdirSync(cwd, { recursive: true });
+  for (const entry of ['binding.gyp', 'native']) mirror(path.join(ROOT, entry), path.join(cwd, entry));
+  const env = { CFLAGS: SANITIZE_FLAGS, CXXFLAGS: SANITIZE_FLAGS, LDFLAGS: SANITIZE_FLAGS };
+  configureAndBuild(cwd, nodedir, process.arch, env);
+  return path.join(cwd, 'build', 'Release', ADDON_FILE);
 }
 
 if (process.argv[1] && fs.realpathSync(process.argv[1]) === fileURLToPath(import.meta.url)) {
@@ -120,10 +147,11 @@ if (process.argv[1] && fs.realpathSync(process.argv[1]) === fileURLToPath(import
       const m = /^--arch=(.+)$/.exec(arg);
       if (m) arches.add(checkArch(m[1]));
       else if (arg === '--all') for (const a of ARCHES) arches.add(a);
-      else throw new RuntimeError(`unknown argument ${arg} (usage: build-addon.mjs [--arch=x64|arm64 ...] [--all])`);
+      else if (arg === '--sanitize') arches.add('sanitize');
+      else throw new RuntimeError(`unknown argument ${arg} (usage: build-addon.mjs [--arch=x64|arm64 ...] [--all] [--sanitize])`);
     }
     if (arches.size === 0) arches.add(process.arch);
-    for (const arch of arches) console.log(path.relative(process.cwd(), buildAddon(arch)));
+    for (const arch of arches) console.log(path.relative(process.cwd(), arch === 'sanitize' ? buildSanitizedAddon() : buildAddon(arch)));
   } catch (err) {
     console.error(`build-addon: ${err instanceof RuntimeError ? err.message : err instanceof Error ? err.stack : String(err)}`);
     process.exit(1);

@@ -18,6 +18,7 @@ import { settleHolders } from './holders';
 import { findHostDevice } from './host-device';
 import { log } from './log';
 import { openPodNetns } from './netns';
+import { checkOwnership } from './ownership';
 import { finishRelease } from './release';
 import { Rollback } from './rollback';
 import { Scope } from './scope';
@@ -43,13 +44,15 @@ export async function cmdAdd(env: Environment, conf: NetConf): Promise<unknown> 
   // Every input was validated (plugin.ts: readEnvironment, readConfig) before this point; this is the place for
   // further checks that must precede any change (none of the steps below changes anything before `record`).
   const deviceID = conf.deviceID as string;
+  // The kubelet's word on whose device this is, before the state directory or any namespace is even opened.
+  const ownership = checkOwnership(env, deviceID, conf.host);
   const key = { deviceID, containerID: env.containerId, ifname: env.ifname };
   const phases = new Phases();
   const scope = new Scope();
   const rollback = new Rollback();
   try {
-    const state = scope.own(openState(conf.stateDir));
     const pod = scope.own(openPodNetns(env.netns));
+    const state = scope.own(openState(conf.stateDir));
     const host = scope.own(Netns.current());
     scope.own(lockDevice(state, deviceID, 'ADD', env, conf.lockTimeoutMs));
     try {
@@ -137,7 +140,7 @@ export async function cmdAdd(env: Environment, conf: NetConf): Promise<unknown> 
       rollback.commit();
 
       if (log.enabled('debug')) log.debug(`ADD phases (ms): ${phases.toString()}`);
-      log.info('attached', { link: link.name, ifindex: link.index, recreated: device.recreated, mac: done.mac, mtu: done.mtu });
+      log.info('attached', { link: link.name, ifindex: link.index, recreated: device.recreated, mac: done.mac, mtu: done.mtu, ownership });
       return addResult(conf.cniVersion, { name: env.ifname, mac: done.mac, mtu: done.mtu, sandbox: env.netns }, conf.prevResult);
     } catch (err) {
       if (rollback.empty) throw err;

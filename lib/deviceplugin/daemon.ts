@@ -9,8 +9,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { LinkEvent, Netns } from '../netlink';
-import { AllocationStore } from '../naming/allocations';
-import { Allocator, IfindexRange, isRetired } from './allocator';
+import { StateError } from '../state';
+import { Allocator, IfindexRange } from './allocator';
 import { KUBELET_SOCKET } from './api';
 import {
   ConfigError,
@@ -100,7 +100,7 @@ export class Daemon {
       netns: this.netns,
       reaper: this.reaperNetns,
       log: this.log,
-      store: new AllocationStore(opts.stateDir),
+      stateDir: opts.stateDir,
       ifindexRange: opts.ifindexRange,
     });
   }
@@ -110,12 +110,25 @@ export class Daemon {
     return this.plugins;
   }
 
+  /**
+   * Checks the state directory, reconciles the allocation records with the kernel (a crashed Allocate's work),
+   * then serves and registers. Throws, before anything is registered, when the state directory cannot take
+   * records (read-only, full, unsafe): every Allocate would fail.
+   */
   async start(): Promise<void> {
+    try {
+      await this.allocator.open();
+    } catch (err) {
+      if (!(err instanceof StateError)) throw err;
+      throw new Error(`the state directory ${this.opts.stateDir} cannot take allocation records (${err.code}): ${err.message}`, {
+        cause: err,
+      });
+    }
     this.links.on('change', (names: Set<string>) => this.onLinks(names));
     this.links.on('event', (e: LinkEvent) => this.events.emit('linkEvent', { type: e.type }));
     this.links.on('resync', (reason: string) => this.events.emit('linkResync', { reason }));
     await this.links.start();
-    for (const link of this.links.all()) if (isRetired(link)) this.allocator.reap(link.index);
+    for (const link of this.links.all()) this.allocator.reap(link);
     fs.mkdirSync(this.opts.pluginDir, { recursive: true });
     this.watchPluginDir();
     if (this.opts.source.kind === 'file') this.watchConfigFile(this.opts.source.path);
@@ -127,6 +140,11 @@ export class Daemon {
       resources: [...this.plugins.values()].map((p) => p.resource),
       ifindexRange: this.opts.ifindexRange,
     });
+  }
+
+  /** Device IDs with an allocation record (for metrics and status lines; [] before start). */
+  recordedDevices(): string[] {
+    return this.allocator.recordedDevices();
   }
 
   /** Runs `fn` while no Allocate is in flight (see Allocator.exclusive). */
@@ -152,7 +170,10 @@ export class Daemon {
     };
   }
 
-  /** Sends empty device lists, ends streams, stops every server and removes our sockets. */
+  /**
+   * Lets the Allocate in flight finish and be answered (bounded; then it is rolled back) while refusing new ones,
+   * then sends empty device lists, ends streams, stops every server and removes our sockets.
+   */
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
@@ -160,6 +181,7 @@ export class Daemon {
     clearTimeout(this.configTimer);
     this.dirWatcher?.close();
     this.configWatcher?.close();
+    await this.allocator.stop();
     await this.running?.catch(() => undefined);
     await Promise.all([...this.plugins.values()].map((p) => p.stop()));
     this.plugins.clear();
@@ -171,6 +193,7 @@ export class Daemon {
     clearTimeout(timer);
     this.netns.close();
     this.reaperNetns.close();
+    this.allocator.close();
     this.log.info('stopped');
   }
 

@@ -5,7 +5,6 @@
  */
 import * as path from 'node:path';
 import { Netns } from '../netlink';
-import { AllocationStore } from '../naming/allocations';
 import { NodeState } from '../state';
 import { CHECKPOINT_NAME } from '../kubelet/checkpoint';
 import { errorMessage, Logger } from '../util/log';
@@ -43,11 +42,9 @@ export class Operations {
   private netns: Netns | undefined;
   private state: NodeState | undefined;
   private readonly opts: OperationsOptions;
-  private readonly store: AllocationStore;
 
   constructor(opts: OperationsOptions) {
     this.opts = opts;
-    this.store = new AllocationStore(opts.stateDir);
   }
 
   get endpoint(): HttpEndpoint | undefined {
@@ -62,7 +59,7 @@ export class Operations {
     const { listen, daemon, log } = this.opts;
     if (!listen) return;
     const [{ HttpEndpoint }, { Metrics }] = await Promise.all([import('./http'), import('./metrics')]);
-    const metrics = new Metrics({ status: () => daemon.status(), allocations: () => this.store.list() }, daemon.events);
+    const metrics = new Metrics({ status: () => daemon.status(), allocations: () => daemon.recordedDevices() }, daemon.events);
     try {
       this.http = await HttpEndpoint.start({ listen, log, status: () => daemon.status(), metrics: () => metrics.render() });
     } catch (err) {
@@ -78,7 +75,7 @@ export class Operations {
     const { daemon, log } = this.opts;
     this.statusLog = new StatusLog(
       () => daemon.status(),
-      () => this.store.list(),
+      () => daemon.recordedDevices(),
       daemon.events,
       log,
     );

@@ -32,6 +32,8 @@ export const PLUGIN_OPTIONS: DevicePluginOptions = { pre_start_required: false, 
 
 const REGISTER_TIMEOUT_MS = 5000;
 const SHUTDOWN_WAIT_MS = 1000;
+/** How long a stopping server lets calls in progress complete (their answers are written) before cutting them. */
+const STOP_GRACE_MS = 250;
 
 /** Healthy while the lower device exists and is administratively up. */
 export function lowerHealthy(lower: Link | undefined): boolean {
@@ -157,10 +159,13 @@ export class ResourcePlugin {
     this.events?.emit('registered', { resource: this.resource });
   }
 
-  /** Tells the kubelet there are no devices, ends every stream, stops serving and removes our socket. */
+  /**
+   * Tells the kubelet there are no devices, ends every stream, stops serving and removes our socket. Answers
+   * already given (an Allocate that finished while the daemon was stopping) are let out first.
+   */
   async stop(): Promise<void> {
     this.broadcast([]);
-    await this.shutdownServer();
+    await this.shutdownServer(STOP_GRACE_MS);
     if (this.socketIno !== undefined) {
       try {
         if (fs.statSync(this.socketPath).ino === this.socketIno) fs.rmSync(this.socketPath, { force: true });
@@ -173,20 +178,25 @@ export class ResourcePlugin {
     this.log.info('stopped serving');
   }
 
-  /** Ends every stream and closes the server; resolves once its listener is closed (bounded wait). */
-  private async shutdownServer(): Promise<void> {
+  /**
+   * Ends every stream and closes the server; resolves once its listener is closed (bounded wait). With `graceMs`,
+   * calls in progress (an answer being written) get that long to complete before the connections are cut.
+   */
+  private async shutdownServer(graceMs = 0): Promise<void> {
     for (const stream of this.streams) stream.end();
     this.streams.clear();
     const server = this.server;
     this.server = undefined;
     if (!server) return;
     await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, SHUTDOWN_WAIT_MS);
+      const timer = setTimeout(resolve, SHUTDOWN_WAIT_MS + graceMs);
+      const force = graceMs > 0 ? setTimeout(() => server.forceShutdown(), graceMs) : undefined;
       server.tryShutdown(() => {
         clearTimeout(timer);
+        clearTimeout(force);
         resolve();
       });
-      server.forceShutdown();
+      if (!force) server.forceShutdown();
     });
   }
 

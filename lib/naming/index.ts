@@ -24,3 +24,24 @@ export function hostLinkName(id: string): string {
   const hash = xxhash64(id);
   return `mvt${(hash & 0xffffffffffffn).toString(16).padStart(12, '0')}`;
 }
+
+/**
+ * The name a device's macvtap carries while its Allocate is not yet committed: `mvn` + the same 12 hex digits as
+ * its host name. The kernel holds this mark atomically with the link, so after a crash a link of this form is
+ * known to be unanswered work of this device plugin (never kubevirt's, never an operator's).
+ */
+export function pendingLinkName(id: string): string {
+  return `mvn${hostLinkName(id).slice(3)}`;
+}
+
+const PENDING_RE = /^mvn[0-9a-f]{12}$/;
+
+/** The host name a pending link gets once committed, or undefined if `name` is not a pending link name. */
+export function committedNameOf(name: string): string | undefined {
+  return PENDING_RE.test(name) ? `mvt${name.slice(3)}` : undefined;
+}
+
+/** The name a retired link carries until it is deleted (a stale link of a device's name, set aside). */
+export function retiredName(ifindex: number): string {
+  return `mvr${ifindex}`;
+}

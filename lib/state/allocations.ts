@@ -6,7 +6,7 @@
  */
 import { hostLinkName, RESOURCE_PREFIX } from '../naming';
 import { RecordStore } from './store';
-import { allocationName, deviceIdProblem } from './names';
+import { allocationName, deviceIdProblem, parseTempName } from './names';
 import { equal, ifname, integer, isoTime, object, oneOf, RecordProblem, string, version } from './schema';
 
 export const ALLOCATION_VERSION = 1;
@@ -25,6 +25,18 @@ export interface AllocationRecord {
   txqueuelen: number;
   /** ISO time of the Allocate. */
   allocatedAt: string;
+  /**
+   * The Allocate request that made it (written by this device plugin; absent in older records): its ID and how
+   * many devices it allocated. The request is committed (answered) once all `size` records with its ID are durable;
+   * the device plugin's start tells a crashed request's work from answered devices by it.
+   */
+  request?: AllocationRequest;
+}
+
+export interface AllocationRequest {
+  /** 16 to 32 lowercase hex digits. */
+  id: string;
+  size: number;
 }
 
 /** The modes the device plugin allocates (kubevirt's: `source` needs per-device MACs and is not offered). */
@@ -57,8 +69,16 @@ export function parseAllocation(value: unknown, fileName?: string): AllocationRe
     txqueuelen: integer(rec, 'txqueuelen', 0, 0xffffffff),
     allocatedAt: isoTime(rec, 'allocatedAt'),
   };
+  if (rec.request !== undefined) out.request = parseRequest(rec.request);
   equal(rec, 'version', 1);
   return out;
+}
+
+function parseRequest(value: unknown): AllocationRequest {
+  const req = object(value, 'request');
+  const id = string(req, 'id', 32);
+  if (!/^[0-9a-f]{16,32}$/.test(id)) throw new RecordProblem(`request id ${JSON.stringify(id)} is not 16 to 32 hex digits`);
+  return { id, size: integer(req, 'size', 1, 1_000_000) };
 }
 
 export class AllocationStore extends RecordStore<AllocationRecord> {
@@ -88,6 +108,23 @@ export class AllocationStore extends RecordStore<AllocationRecord> {
   /** remove() with the directory's fsync on the thread pool. */
   async removeAsync(deviceID: string): Promise<boolean> {
     return await this.removeRecordAsync(allocationName(deviceID));
+  }
+
+  /**
+   * Removes every temp file, whatever its writer's pid: for the device plugin's start only, when none of its writes
+   * can be in flight (it is the only writer of allocations; in a container it may well get its dead predecessor's
+   * pid). Returns how many were removed.
+   */
+  sweepTemp(): number {
+    const dir = this.dir(false);
+    if (!dir) return 0;
+    let removed = 0;
+    for (const name of dir.list()) {
+      if (!parseTempName(name) || !dir.discard(name)) continue;
+      removed++;
+      this.log.info('removed the temp file of a record write that never completed', { path: this.pathOf(name) });
+    }
+    return removed;
   }
 
   /** Device IDs that have a record file (readable or not). */

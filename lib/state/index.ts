@@ -7,7 +7,7 @@ export { NodeState, DEFAULT_STATE_DIR, STATE_DIR_ENV } from './node-state';
 export { DeviceLock, DEFAULT_LOCK_TIMEOUT_MS } from './lock';
 export type { LockHolder, LockOptions } from './lock';
 export { AllocationStore, parseAllocation, ALLOCATION_VERSION } from './allocations';
-export type { AllocationRecord } from './allocations';
+export type { AllocationRecord, AllocationRequest } from './allocations';
 export { AttachmentStore, parseAttachment, ATTACHMENT_VERSION } from './attachments';
 export type { AttachmentRecord, LinkSettings, PodRef } from './attachments';
 export { StateError, UnsafeStateDir, LockTimeout, InvalidStateName } from './errors';

@@ -10,7 +10,7 @@
 import type { Logger } from '../util/log';
 import { AllocationStore } from './allocations';
 import { AttachmentStore } from './attachments';
-import { StateDir, type StateSubdir } from './dir';
+import { StateDir, type StateSubdir, type SubdirName } from './dir';
 import { DeviceLock, type LockHolder, type LockOptions } from './lock';
 import { deviceIdProblem } from './names';
 
@@ -94,11 +94,12 @@ export class NodeState {
   }
 
   /**
-   * Throws StateError unless the state directory takes new files right now (STATUS): each subdirectory is created
-   * if missing and a probe file written into it and removed.
+   * Throws StateError unless the state directory takes new files right now (the CNI's STATUS: locks and
+   * attachments; the device plugin's start: locks and allocations): each subdirectory is created if missing and a
+   * probe file written into it and removed.
    */
-  checkWritable(): void {
-    for (const name of ['locks', 'attachments'] as const) (this.dir.subdir(name, true) as StateSubdir).probeWrite();
+  checkWritable(names: readonly SubdirName[] = ['locks', 'attachments']): void {
+    for (const name of names) (this.dir.subdir(name, true) as StateSubdir).probeWrite();
   }
 
   close(): void {

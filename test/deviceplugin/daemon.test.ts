@@ -7,7 +7,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import t from 'tap';
 import { hostLinkName } from '../../lib/naming';
-import { AllocationStore } from '../../lib/naming/allocations';
+import { NodeState } from '../../lib/state';
+import { Logger } from '../../lib/util/log';
 import { claimIfindexes, ip, ipLink, ipLinkNames, makeLowerNetns, makeNetns, rootOnly, sysfsTapDev } from '../support/kernel';
 import { PREFIX, requireLink, startDaemon } from './helpers';
 
@@ -78,7 +79,9 @@ t.test('Allocate makes a macvtap per device on the lower device, its tap node an
     response.containerResponses.map((c) => c.devices.length),
     [2, 1],
   );
-  const store = new AllocationStore(stateDir);
+  const state = NodeState.open(stateDir, { log: new Logger({ level: 'warn' }) });
+  t.teardown(() => state.close());
+  const store = state.allocations;
   const ids = [['dataplaneMvp0', 'dataplaneMvp2'], ['dataplaneMvp1']];
   for (const [c, container] of response.containerResponses.entries()) {
     for (const [i, spec] of container.devices.entries()) {
@@ -142,7 +145,9 @@ t.test('a failed Allocate leaves nothing behind and says what failed', { skip: r
   const idx = claimIfindexes(t, 16);
   const { kubelet, stateDir } = await startDaemon(t, { ns, env: conf(), args: ['--ifindex-range', `${idx[0]}-${idx[1]}`] });
   await kubelet.waitForDevices(RES, (l) => l.length === 4);
-  const store = new AllocationStore(stateDir);
+  const state = NodeState.open(stateDir, { log: new Logger({ level: 'warn' }) });
+  t.teardown(() => state.close());
+  const store = state.allocations;
   const before = ipLinkNames(ns);
 
   await t.rejects(kubelet.allocate(RES, [['dataplaneMvp0', 'dataplaneMvp1'], ['dataplaneMvp2']]), {
@@ -253,7 +258,7 @@ t.test('Allocate, then the CNI executable consumes the device ID as Multus would
 
   const run = (command: string): { status: number | null; stdout: string; stderr: string } => {
     const r = spawnSync('ip', ['netns', 'exec', ns, process.execPath, cni], {
-      input: JSON.stringify({ cniVersion: '1.0.0', name: 'dataplane', type: 'macvtap', deviceID: 'dataplaneMvp2', stateDir }),
+      input: JSON.stringify({ cniVersion: '1.0.0', name: 'dataplane', type: 'macvtap', deviceID: 'dataplaneMvp2' }),
       env: {
         PATH: process.env.PATH,
         CNI_COMMAND: command,
@@ -261,6 +266,7 @@ t.test('Allocate, then the CNI executable consumes the device ID as Multus would
         CNI_NETNS: `/var/run/netns/${pod}`,
         CNI_IFNAME: 'net1',
         CNI_PATH: '/opt/cni/bin',
+        MACVTAP_CNI_STATE_DIR: stateDir,
         CNI_ARGS: 'IgnoreUnknown=true;K8S_POD_NAMESPACE=default;K8S_POD_NAME=vm;MAC=02:00:00:00:42:01',
       },
       encoding: 'utf8',

@@ -9,6 +9,7 @@ import { promisify } from 'node:util';
 import t from 'tap';
 import { rootOnly, sysfsTapDev } from '../support/kernel';
 import { scratch } from './fixtures';
+import type { LeakReport } from './leak-child';
 
 const run = promisify(execFile);
 // Two child processes that each run for a minute or more on a loaded machine.
@@ -21,7 +22,7 @@ t.test('10,000 mixed operations: no fd, heap or RSS growth beyond noise', { skip
   // The child runs the TypeScript sources through the same loader as this test, with a collectable heap.
   const node = [process.execPath, ...process.execArgv, '--expose-gc', child, s.lower, ...s.idx.map(String)];
   const { stdout } = await run('ip', ['netns', 'exec', s.ns, ...node], { maxBuffer: 16 * MB });
-  const r = JSON.parse(stdout.trim().split('\n').pop() as string);
+  const r = JSON.parse(stdout.trim().split('\n').pop() ?? '') as LeakReport;
   t.equal(r.ops, 10000, '10,000 operations ran');
   t.equal(r.gc, true, 'measured after full garbage collections');
   t.equal(r.after.fds, r.before.fds, `open fds unchanged (${r.before.fds})`);

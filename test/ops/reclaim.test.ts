@@ -8,8 +8,7 @@ import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import t from 'tap';
 import { hostLinkName } from '../../lib/naming';
-import { AllocationStore } from '../../lib/naming/allocations';
-import { NodeState } from '../../lib/state';
+import { type AllocationStore, NodeState } from '../../lib/state';
 import { Logger } from '../../lib/util/log';
 import { KubeletCheckpoint } from '../support/checkpoint';
 import { ip, ipLink, makeNetns, rootOnly } from '../support/kernel';
@@ -36,7 +35,9 @@ async function setup(t: T, opts: { args: string[]; podResources?: boolean }): Pr
     t.teardown(() => pr.stop());
   }
   await s.kubelet.waitForDevices(RES, (l) => l.length === 4, 60000);
-  return { ...s, checkpoint, podResources, store: new AllocationStore(s.stateDir) };
+  const state = NodeState.open(s.stateDir, { log: new Logger({ level: 'warn' }) });
+  t.teardown(() => state.close());
+  return { ...s, checkpoint, podResources, store: state.allocations };
 }
 
 /** The host link and its ifindex of a device, per iproute2 in the daemon's namespace. */
