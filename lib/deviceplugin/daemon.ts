@@ -62,9 +62,6 @@ export function readConfig(
   return { text, config: parseConfig(text, source.kind === 'env' ? source.name : source.path, pluginDir, onProblem) };
 }
 
-/** How long stop() waits for retired links to be deleted. */
-const STOP_DRAIN_MS = 5000;
-
 export class Daemon {
   private readonly opts: DaemonOptions;
   private readonly log: Logger;
@@ -186,11 +183,6 @@ export class Daemon {
     await Promise.all([...this.plugins.values()].map((p) => p.stop()));
     this.plugins.clear();
     this.links.stop();
-    // Retired links (mvr<ifindex>) still queued are deleted before exit: kubevirt's plugin, should the node be
-    // switched back to it, never deletes that name. Bounded, so a wedged kernel call cannot hold the exit.
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([this.allocator.drain(), new Promise<void>((r) => (timer = setTimeout(r, STOP_DRAIN_MS)))]);
-    clearTimeout(timer);
     this.netns.close();
     this.reaperNetns.close();
     this.allocator.close();
