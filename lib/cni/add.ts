@@ -44,10 +44,11 @@ export async function cmdAdd(env: Environment, conf: NetConf): Promise<unknown> 
   // Every input was validated (plugin.ts: readEnvironment, readConfig) before this point; this is the place for
   // further checks that must precede any change (none of the steps below changes anything before `record`).
   const deviceID = conf.deviceID as string;
+  const phases = new Phases();
   // The kubelet's word on whose device this is, before the state directory or any namespace is even opened.
   const ownership = checkOwnership(env, deviceID, conf.host);
+  phases.mark('ownership');
   const key = { deviceID, containerID: env.containerId, ifname: env.ifname };
-  const phases = new Phases();
   const scope = new Scope();
   const rollback = new Rollback();
   try {
