@@ -11,6 +11,7 @@
         "native/errno_names.cc",
         "native/errors.cc",
         "native/netlink_socket.cc",
+        "native/netlink_socket_loop.cc",
         "native/netns.cc",
         "native/statefs.cc",
         "native/xxhash64.cc"

@@ -328,7 +328,13 @@ async function main(): Promise<number> {
   }
 }
 
-main().then((code) => {
-  process.exitCode = code;
-  process.removeAllListeners('SIGINT').removeAllListeners('SIGTERM');
-});
+main().then(
+  (code) => {
+    process.exitCode = code;
+    process.removeAllListeners('SIGINT').removeAllListeners('SIGTERM');
+  },
+  (err: unknown) => {
+    console.error(`bench:netlink: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    process.exitCode = 1;
+  },
+);

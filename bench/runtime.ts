@@ -11,6 +11,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { lowerWithMacvtaps } from './hostns';
 import { median } from './stats';
 
 const ROOT = path.resolve(__dirname, '..', '..');
@@ -66,13 +67,14 @@ function ms(start: bigint): number {
 
 /** Inside the scratch host namespace: alternate VERSION and ADD/DEL of each build. */
 function inner(podNs: string, stateDir: string, builds: Build[], runs: number): void {
-  const config = JSON.stringify({ cniVersion: '1.1.0', name: 'bench', type: 'macvtap', deviceID: 'mvtrt0', stateDir });
+  const config = JSON.stringify({ cniVersion: '1.1.0', name: 'bench', type: 'macvtap', deviceID: 'mvtrt0' });
   const env = (command: string): NodeJS.ProcessEnv => ({
     PATH: '/usr/sbin:/usr/bin:/sbin:/bin',
     CNI_COMMAND: command,
     CNI_CONTAINERID: 'bench',
     CNI_NETNS: `/var/run/netns/${podNs}`,
     CNI_IFNAME: 'net1',
+    MACVTAP_CNI_STATE_DIR: stateDir,
   });
   const times = builds.map(() => ({ version: [] as number[], add: [] as number[] }));
   for (let i = 0; i < runs + 2; i++) {
@@ -122,24 +124,7 @@ function main(): void {
     ];
     must('ip', ['netns', 'add', hostNs]);
     must('ip', ['netns', 'add', podNs]);
-    must('ip', ['-n', hostNs, 'link', 'add', 'lower0', 'type', 'veth', 'peer', 'name', 'peer0']);
-    must('ip', ['-n', hostNs, 'link', 'set', 'lower0', 'up']);
-    must('ip', [
-      '-n',
-      hostNs,
-      'link',
-      'add',
-      'link',
-      'lower0',
-      'name',
-      'mvtrt0',
-      'index',
-      String(IFINDEX),
-      'type',
-      'macvtap',
-      'mode',
-      'bridge',
-    ]);
+    for (const args of lowerWithMacvtaps(hostNs, [{ name: 'mvtrt0', index: IFINDEX }])) must('ip', args);
     const stateDir = path.join(work, 'state');
     const r = spawnSync(
       'ip',

@@ -4,7 +4,9 @@
  * A throwaway "node" namespace gets a veth NIC (`nic0`) whose other end (`wire0`) sits in a "lan" namespace.
  * The real device plugin runs in the node namespace against the kubelet stand-in the tests use; the stand-in
  * receives the device list and allocates one device for a "pod"; the real CNI executable then moves that
- * macvtap into a "pod" namespace exactly as Multus would call it. Finally the data path is proven as QEMU
+ * macvtap into a "pod" namespace exactly as Multus would call it, under a host configuration with
+ * `"ownership": "enforce"`: the stand-in writes the kubelet's device-manager checkpoint as the kubelet does, the
+ * CNI checks the pod's device against it, and a device of no pod is refused. Finally the data path is proven as QEMU
  * would use it: a frame written to the pod's /dev/tapN leaves through the NIC, and a frame sent from the LAN
  * to the pod's MAC is read back from /dev/tapN. Everything is torn down at the end, on failure and on Ctrl-C.
  */
@@ -15,6 +17,7 @@ import * as path from 'node:path';
 import { Netns } from '../lib/netlink';
 import { hostLinkName } from '../lib/naming';
 import { claimIfindexes, ip } from '../test/support/kernel';
+import { KubeletCheckpoint } from '../test/support/checkpoint';
 import { KubeletStandIn } from '../test/support/kubelet';
 import { describeFrame, makeFrame, readFrame } from '../test/support/tap-io';
 
@@ -146,7 +149,7 @@ async function main(): Promise<number> {
     const work = await step(
       'create scratch directories (kubelet plugin dir, state dir)',
       () => {
-        const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'macvtap-demo-'));
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), `macvtap-demo-${process.pid}-`));
         td.teardown(() => fs.rmSync(dir, { recursive: true, force: true }), 'scratch dir');
         const pluginDir = path.join(dir, 'device-plugins');
         const stateDir = path.join(dir, 'state');
@@ -172,17 +175,31 @@ async function main(): Promise<number> {
     );
 
     const kubelet = await step(
-      'start the kubelet stand-in (Registration on kubelet.sock)',
+      'start the kubelet stand-in (Registration on kubelet.sock, device-manager checkpoint)',
       async () => {
         const k = await KubeletStandIn.start(work.pluginDir);
         td.teardown(() => k.stop(), 'kubelet stand-in');
+        k.checkpoint = new KubeletCheckpoint(work.pluginDir);
         return k;
       },
-      () => path.join(work.pluginDir, 'kubelet.sock'),
+      (k) => [path.join(work.pluginDir, 'kubelet.sock'), (k.checkpoint as KubeletCheckpoint).path],
+    );
+
+    // The node admin's settings for the CNI (the DaemonSet's install step writes the same file next to the
+    // executable); the network configuration below carries none of them.
+    const hostConfig = { stateDir: work.stateDir, kubeletRoot: work.dir, ownership: 'enforce' };
+    const hostConfigFile = await step(
+      'write the host configuration (ownership enforced against the checkpoint)',
+      () => {
+        const file = path.join(work.dir, 'macvtap.conf.json');
+        fs.writeFileSync(file, `${JSON.stringify(hostConfig)}\n`, { mode: 0o644 });
+        return file;
+      },
+      (file) => `${file}: ${JSON.stringify(hostConfig)}`,
     );
 
     const conf = [{ name: 'dataplane', lowerDevice: 'nic0', mode: 'bridge', capacity: 4 }];
-    const daemon = await step(
+    await step(
       'start macvtap-deviceplugin in the node namespace',
       () => {
         const child = spawn(
@@ -227,13 +244,17 @@ async function main(): Promise<number> {
     );
 
     const deviceID = devices[0].ID;
+    const podUID = `0d1e2m3o-${id}`;
     const allocation = await step(
       `Allocate ${deviceID} for the pod`,
-      () => kubelet.allocate(RESOURCE, [[deviceID]]),
-      (r) => r.containerResponses[0].devices.map((d) => `DeviceSpec ${d.hostPath} -> ${d.containerPath} (${d.permissions})`),
+      () => kubelet.allocate(RESOURCE, [[deviceID]], { podUID }),
+      (r) => [
+        ...r.containerResponses[0].devices.map((d) => `DeviceSpec ${d.hostPath} -> ${d.containerPath} (${d.permissions})`),
+        `checkpoint: pod ${podUID} holds ${deviceID}`,
+      ],
     );
     const tapPath = allocation.containerResponses[0].devices[0].hostPath;
-    const hostName = await hostLinkName(deviceID);
+    const hostName = hostLinkName(deviceID);
 
     await step(`create the pod's network namespace (${podNs})`, () => {
       Netns.create(podNs).close();
@@ -247,9 +268,22 @@ async function main(): Promise<number> {
       CNI_NETNS: `/var/run/netns/${podNs}`,
       CNI_IFNAME: 'net1',
       CNI_PATH: '/opt/cni/bin',
-      CNI_ARGS: `IgnoreUnknown=true;K8S_POD_NAMESPACE=default;K8S_POD_NAME=vm-demo;K8S_POD_INFRA_CONTAINER_ID=${containerId};K8S_POD_UID=0d1e2m3o-demo;MAC=${POD_MAC}`,
+      CNI_ARGS: `IgnoreUnknown=true;K8S_POD_NAMESPACE=default;K8S_POD_NAME=vm-demo;K8S_POD_INFRA_CONTAINER_ID=${containerId};K8S_POD_UID=${podUID};MAC=${POD_MAC}`,
+      MACVTAP_CNI_HOST_CONFIG: hostConfigFile,
     };
-    const netConf = { cniVersion: '1.0.0', name: 'dataplane', type: 'macvtap', mtu: 1500, deviceID, stateDir: work.stateDir };
+    const netConf = { cniVersion: '1.0.0', name: 'dataplane', type: 'macvtap', mtu: 1500, deviceID };
+
+    const otherDevice = devices[1].ID;
+    await step(
+      `CNI ADD of ${otherDevice} (no pod holds it) is refused before anything changes`,
+      async () => {
+        const r = await runCni(nodeNs, cniEnv, { ...netConf, deviceID: otherDevice });
+        const answer = JSON.parse(r.stdout || '{}') as { code?: number; msg?: string };
+        if (r.code === 0 || answer.code !== 109) throw new Error(`expected code 109, got exit ${r.code}: ${r.stdout.trim()}`);
+        return answer;
+      },
+      (a) => `code ${a.code}: ${a.msg}`,
+    );
     const added = await step(
       'CNI ADD as Multus calls it (deviceID + MAC from the network annotation)',
       async () => {
@@ -267,11 +301,18 @@ async function main(): Promise<number> {
     const podLink = await step(
       'check the pod side with iproute2',
       () => {
-        const [link] = JSON.parse(ip('-n', podNs, '-j', '-d', 'link', 'show', 'dev', 'net1'));
+        type PodLink = {
+          ifindex: number;
+          address: string;
+          mtu: number;
+          flags: string[];
+          linkinfo?: { info_kind?: string; info_data: { mode: string } };
+        };
+        const [link] = JSON.parse(ip('-n', podNs, '-j', '-d', 'link', 'show', 'dev', 'net1')) as PodLink[];
         if (link.address !== POD_MAC || !link.flags.includes('UP') || link.linkinfo?.info_kind !== 'macvtap') {
           throw new Error(`unexpected pod link: ${JSON.stringify(link)}`);
         }
-        return link as { ifindex: number; address: string; mtu: number; linkinfo: { info_data: { mode: string } } };
+        return link as PodLink & { linkinfo: { info_data: { mode: string } } };
       },
       (l) => `net1 (host name was ${hostName}): ifindex ${l.ifindex}, ${l.address}, mtu ${l.mtu}, mode ${l.linkinfo.info_data.mode}, UP`,
     );

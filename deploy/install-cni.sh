@@ -10,6 +10,11 @@
 #  2. Copies it into a temporary file in BIN_DIR, flushes it to disk, and renames it over BIN_DIR/macvtap:
 #     a runtime never runs a half-written file, and an ADD already running keeps its old one. Temporary
 #     files of an earlier run that was killed (SIGKILL skips the trap) are removed first.
+#  3. Writes the CNI's host configuration next to it, BIN_DIR/macvtap.conf.json, the same way (temporary
+#     file, rename): the settings only the node admin controls (README "Security"). From the environment:
+#     MACVTAP_OWNERSHIP (enforce, warn or off; default enforce), MACVTAP_KUBELET_ROOT (default
+#     /var/lib/kubelet) and MACVTAP_STATE_DIR (default /var/lib/macvtap-cni). Nothing is installed when one
+#     of them is invalid.
 # Only POSIX sh and coreutils (od, chroot, mktemp, cp, chmod, sync, mv, rm, head, tr) are used.
 set -eu
 
@@ -18,6 +23,10 @@ dir=${2:-/host/opt/cni/bin}
 host_root=${MACVTAP_HOST_ROOT:-/host/root}
 name=macvtap
 me='macvtap install-cni'
+conf=macvtap.conf.json
+ownership=${MACVTAP_OWNERSHIP:-enforce}
+kubelet_root=${MACVTAP_KUBELET_ROOT:-/var/lib/kubelet}
+state_dir=${MACVTAP_STATE_DIR:-/var/lib/macvtap-cni}
 
 fail() {
   echo "$me: $*; nothing was installed" >&2
@@ -64,6 +73,23 @@ node_kind() {
 
 has() { [ -e "$host_root$1" ] || [ -L "$host_root$1" ]; }
 
+# An absolute path that can go into JSON as it is (no quote, backslash or control character).
+json_path() {
+  case $2 in
+  /*) ;;
+  *) fail "$1 must be an absolute path, got '$2'" ;;
+  esac
+  case $2 in
+  *[\\\"]* | *[[:cntrl:]]*) fail "$1 must not contain quotes, backslashes or control characters" ;;
+  esac
+}
+case $ownership in
+enforce | warn | off) ;;
+*) fail "MACVTAP_OWNERSHIP must be enforce, warn or off, got '$ownership'" ;;
+esac
+json_path MACVTAP_KUBELET_ROOT "$kubelet_root"
+json_path MACVTAP_STATE_DIR "$state_dir"
+
 [ -f "$src" ] || fail "$src does not exist"
 [ -d "$dir" ] || fail "the CNI bin directory $dir does not exist"
 
@@ -93,7 +119,7 @@ if [ -n "${reason:-}" ]; then
   fail "$src cannot run on this node: $reason: $(printf '%s\n' "$out" | head -n 1)"
 fi
 
-rm -f "$dir/.$name".*
+rm -f "$dir/.$name".* "$dir/.$name-conf".*
 tmp=$(mktemp "$dir/.$name.XXXXXX")
 trap 'rm -f "$tmp"' EXIT
 trap 'exit 1' HUP INT TERM
@@ -102,6 +128,14 @@ chmod 0755 "$tmp"
 # The data reaches the disk before the name points at it, and the rename before we report success.
 sync "$tmp"
 mv -f "$tmp" "$dir/$name"
+
+# The host configuration, after the executable (a failed copy above leaves the old pair in place).
+tmp=$(mktemp "$dir/.$name-conf.XXXXXX")
+printf '{"ownership": "%s", "kubeletRoot": "%s", "stateDir": "%s"}\n' "$ownership" "$kubelet_root" "$state_dir" >"$tmp" ||
+  { echo "$me: installed $name but cannot write $conf into $dir" >&2; exit 1; }
+chmod 0644 "$tmp"
+sync "$tmp"
+mv -f "$tmp" "$dir/$conf"
 trap - EXIT
 sync "$dir"
-echo "$me: installed $name into the node's CNI bin directory"
+echo "$me: installed $name and $conf (ownership: $ownership) into the node's CNI bin directory"

@@ -24,7 +24,7 @@ bool ArgString(const Napi::CallbackInfo& info, size_t index, const char* what, s
   Napi::Value value = info[index];
   if (!value.IsString()) return Fail(info.Env(), false, Ordinal(index) + " (" + what + ") must be a string");
   *out = value.As<Napi::String>().Utf8Value();
-  if (std::memchr(out->data(), '\0', out->size()) != nullptr) {
+  if (out->find('\0') != std::string::npos) {
     return Fail(info.Env(), true, Ordinal(index) + " (" + what + ") must not contain a NUL byte");
   }
   return true;

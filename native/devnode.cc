@@ -1,11 +1,11 @@
 #include "devnode.h"
 
-#include <errno.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
+#include <cerrno>
 
 #include <string>
 

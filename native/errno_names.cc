@@ -1,6 +1,6 @@
 #include "errno_names.h"
 
-#include <errno.h>
+#include <cerrno>
 
 namespace macvtap {
 

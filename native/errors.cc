@@ -1,6 +1,6 @@
 #include "errors.h"
 
-#include <string.h>
+#include <cstring>
 
 #include "addon_data.h"
 #include "errno_names.h"
@@ -36,7 +36,7 @@ Napi::Error MakeNetlinkError(Napi::Env env, int err, const std::string& operatio
       link.empty() ? env.Undefined() : Napi::String::New(env, link),
       extack.empty() ? env.Undefined() : Napi::String::New(env, extack),
   });
-  return Napi::Error(env, obj);
+  return {env, obj};
 }
 
 Napi::Value ThrowNetlinkError(Napi::Env env, int err, const std::string& operation, const std::string& link,

@@ -72,7 +72,7 @@ class NetlinkSocket : public Napi::ObjectWrap<NetlinkSocket> {
   ssize_t ReceiveDatagram(int flags);
   // Folds the messages of one datagram into `reply` (only those carrying `seq`).
   void Absorb(size_t length, uint32_t seq, Reply* reply) const;
-  Napi::Value ReplyToJs(Napi::Env env, Reply& reply, const std::string& operation, const std::string& link);
+  static Napi::Value ReplyToJs(Napi::Env env, Reply& reply, const std::string& operation, const std::string& link);
 
   bool StartPoll(Napi::Env env);
   void StopPoll();

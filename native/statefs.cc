@@ -1,11 +1,11 @@
 #include "statefs.h"
 
 #include <dirent.h>
-#include <errno.h>
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <cerrno>
 
 #include <cstdint>
 #include <string>
@@ -124,7 +124,8 @@ Napi::Value StateOpenDir(const Napi::CallbackInfo& info) {
 
 Napi::Value StateMkdir(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  int dir_fd, mode;
+  int dir_fd;
+  int mode;
   std::string name;
   if (!ReadInt(info, 0, "dirFd", &dir_fd) || !ReadName(info, 1, "name", &name) || !ReadInt(info, 2, "mode", &mode)) {
     return env.Undefined();
@@ -138,8 +139,10 @@ Napi::Value StateMkdir(const Napi::CallbackInfo& info) {
 
 Napi::Value StateOpen(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  int dir_fd, mode;
-  std::string name, how;
+  int dir_fd;
+  int mode;
+  std::string name;
+  std::string how;
   if (!ReadInt(info, 0, "dirFd", &dir_fd) || !ReadName(info, 1, "name", &name) || !ReadName(info, 2, "how", &how) ||
       !ReadInt(info, 3, "mode", &mode)) {
     return env.Undefined();
@@ -189,7 +192,8 @@ Napi::Value StateStat(const Napi::CallbackInfo& info) {
 Napi::Value StateRename(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int dir_fd;
-  std::string from, to;
+  std::string from;
+  std::string to;
   if (!ReadInt(info, 0, "dirFd", &dir_fd) || !ReadName(info, 1, "from", &from) || !ReadName(info, 2, "to", &to)) {
     return env.Undefined();
   }
@@ -261,8 +265,10 @@ Napi::Value StateLock(const Napi::CallbackInfo& info) {
 
 Napi::Value StateCommit(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  int file_fd, dir_fd;
-  std::string from, to;
+  int file_fd;
+  int dir_fd;
+  std::string from;
+  std::string to;
   if (!ReadInt(info, 0, "fileFd", &file_fd) || !ReadInt(info, 1, "dirFd", &dir_fd) ||
       !ReadName(info, 2, "from", &from) || !ReadName(info, 3, "to", &to)) {
     return env.Undefined();

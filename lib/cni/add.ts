@@ -18,6 +18,7 @@ import { settleHolders } from './holders';
 import { findHostDevice } from './host-device';
 import { log } from './log';
 import { openPodNetns } from './netns';
+import { checkOwnership } from './ownership';
 import { finishRelease } from './release';
 import { Rollback } from './rollback';
 import { Scope } from './scope';
@@ -25,7 +26,7 @@ import { lockDevice, openState, stateFailure } from './state';
 import { makeTapNode, restoreTapNode, tapNodeState } from './tap-node';
 import { addResult } from './version';
 
-/** Milliseconds spent per phase, logged at debug level (bench/cni.ts reads `move` and `set`). */
+/** Milliseconds spent per phase, logged at debug level. */
 class Phases {
   private last = performance.now();
   private readonly parts: string[] = [];
@@ -43,13 +44,16 @@ export async function cmdAdd(env: Environment, conf: NetConf): Promise<unknown> 
   // Every input was validated (plugin.ts: readEnvironment, readConfig) before this point; this is the place for
   // further checks that must precede any change (none of the steps below changes anything before `record`).
   const deviceID = conf.deviceID as string;
-  const key = { deviceID, containerID: env.containerId, ifname: env.ifname };
   const phases = new Phases();
+  // The kubelet's word on whose device this is, before the state directory or any namespace is even opened.
+  const ownership = checkOwnership(env, deviceID, conf.host);
+  phases.mark('ownership');
+  const key = { deviceID, containerID: env.containerId, ifname: env.ifname };
   const scope = new Scope();
   const rollback = new Rollback();
   try {
-    const state = scope.own(openState(conf.stateDir));
     const pod = scope.own(openPodNetns(env.netns));
+    const state = scope.own(openState(conf.stateDir));
     const host = scope.own(Netns.current());
     scope.own(lockDevice(state, deviceID, 'ADD', env, conf.lockTimeoutMs));
     try {
@@ -106,19 +110,17 @@ export async function cmdAdd(env: Environment, conf: NetConf): Promise<unknown> 
 
       const before = tapNodeState(link.index);
       if (before) rollback.onFailure('restore the tap node', () => restoreTapNode(host, link.index, before));
-      // Move it in, renamed to CNI_IFNAME and keeping its ifindex (one request).
-      rollback.begin('move the link into the container namespace');
+      // Move it in, renamed to CNI_IFNAME, keeping its ifindex, and configure it: one RTM_SETLINK (the kernel moves
+      // first and applies the rest in the pod; test/netlink/batch.test.ts). A refusal half-way is undone by
+      // moveLinkSync itself; the rollback then finds the link in the host and restores it.
+      rollback.begin('move the link into the container namespace and set MAC, MTU, promisc and up');
       rollback.onFailure('return the link to the host', () => {
         finishRelease(host, record, 'rollback');
       });
-      host.moveLinkSync(link.index, pod, { name: env.ifname, index: link.index });
-      phases.mark('move');
+      const settings = { mac: conf.mac, mtu: conf.mtu, promisc: conf.promiscMode, up: true };
+      host.moveLinkSync(link, pod, { name: env.ifname, index: link.index, ...settings });
+      phases.mark('move+set');
       faultPoint('ADD', 'moved');
-
-      // Configure it (one request).
-      rollback.begin('set MAC, MTU, promisc and up');
-      pod.setLinkSync(link.index, { mac: conf.mac, mtu: conf.mtu, promisc: conf.promiscMode, up: true });
-      phases.mark('set');
       rollback.begin('read the configured link');
       const done = pod.getLinkSync(link.index);
       if (!done || done.name !== env.ifname)
@@ -137,7 +139,7 @@ export async function cmdAdd(env: Environment, conf: NetConf): Promise<unknown> 
       rollback.commit();
 
       if (log.enabled('debug')) log.debug(`ADD phases (ms): ${phases.toString()}`);
-      log.info('attached', { link: link.name, ifindex: link.index, recreated: device.recreated, mac: done.mac, mtu: done.mtu });
+      log.info('attached', { link: link.name, ifindex: link.index, recreated: device.recreated, mac: done.mac, mtu: done.mtu, ownership });
       return addResult(conf.cniVersion, { name: env.ifname, mac: done.mac, mtu: done.mtu, sandbox: env.netns }, conf.prevResult);
     } catch (err) {
       if (rollback.empty) throw err;

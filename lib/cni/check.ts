@@ -20,8 +20,8 @@ export function cmdCheck(env: Environment, conf: NetConf): void {
     throw new CniError(ErrorCode.InvalidConfig, 'CHECK needs prevResult', 'the runtime must pass the ADD result as prevResult');
   const scope = new Scope();
   try {
-    const state = scope.own(openState(conf.stateDir));
     const pod = scope.own(openPodNetns(env.netns));
+    const state = scope.own(openState(conf.stateDir));
     scope.own(lockDevice(state, conf.deviceID as string, 'CHECK', env, conf.lockTimeoutMs));
     faultPoint('CHECK', 'locked');
     const interfaces: unknown[] = Array.isArray(conf.prevResult.interfaces) ? (conf.prevResult.interfaces as unknown[]) : [];

@@ -3,14 +3,22 @@
  * values before anything touches the kernel. Each problem is a CniError with the spec's code: 4 for the
  * environment, 6 for undecodable input, 7 for configuration values, 1 for versions.
  *
- * DEL reads leniently: a value DEL does not need (mac, mtu, promiscMode, owner, group, CNI_ARGS) is logged and
- * ignored when invalid, so that the cleanup of a failed ADD is never refused for the input that made ADD fail.
+ * DEL reads leniently: a value DEL does not need (mac, mtu, promiscMode, owner, group, CNI_ARGS, an invalid
+ * deviceID, a host-only key) is logged and ignored when invalid, so that the cleanup of a failed ADD is never
+ * refused for the input that made ADD fail.
+ *
+ * The network configuration is a tenant's (a NetworkAttachmentDefinition's): every string in it is data. Host
+ * paths and node policy come only from the host configuration (host-config.ts); a network configuration naming
+ * one of those keys is refused before anything is opened or written.
  */
-import { DEFAULT_LOCK_TIMEOUT_MS, DEFAULT_STATE_DIR, STATE_DIR_ENV } from '../state';
+import { containerIdProblem, DEFAULT_LOCK_TIMEOUT_MS, DEFAULT_STATE_DIR, deviceIdProblem, STATE_DIR_ENV } from '../state';
 import { formatMac, interfaceNameProblem, parseUnicastMac } from '../netlink/validate';
 import { CniArgs, parseCniArgs } from './args';
 import { CniError, ErrorCode } from './errors';
-import { configureLog, DEFAULT_LOG_LEVEL, isLogLevel, log, LOG_LEVELS, LogLevel } from './log';
+import { DEFAULT_GROUP, DEFAULT_OWNER, HOST_ONLY_KEYS, readHostConfig, whereSet, type HostConfig } from './host-config';
+import { log } from './log';
+import { checkPrevResult } from './prev-result';
+import { show } from './show';
 import { CniVersion, JsonObject, requireSupported, requireVerb } from './version';
 
 export const COMMANDS = ['ADD', 'DEL', 'CHECK', 'VERSION', 'GC', 'STATUS'] as const;
@@ -20,12 +28,17 @@ export type Command = (typeof COMMANDS)[number];
 export { DEFAULT_STATE_DIR, STATE_DIR_ENV };
 /** Environment variable bounding the wait for a device's lock (milliseconds; the runtime's environment). */
 export const LOCK_TIMEOUT_ENV = 'MACVTAP_CNI_LOCK_TIMEOUT_MS';
-/** The qemu user and group of KubeVirt's virt-launcher images. */
-export const DEFAULT_OWNER = 107;
-export const DEFAULT_GROUP = 107;
+/** The qemu user and group of KubeVirt's virt-launcher images (defaults of the host's tapOwner/tapGroup). */
+export { DEFAULT_GROUP, DEFAULT_OWNER };
 
-/** SPEC: a container ID starts with an alphanumeric, then alphanumerics, `_`, `.`, `-`. */
-const CONTAINER_ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
+/** SPEC: a network name starts with an alphanumeric, then alphanumerics, `_`, `.`, `-` (libcni checks the same). */
+const NETWORK_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
+/** The attachment record keeps the name; Kubernetes object names are at most 253 characters. */
+const NETWORK_NAME_MAX = 253;
+/** Far above any real configuration (a chained prevResult included); bounds memory and parse time. */
+export const MAX_CONFIG_BYTES = 1024 * 1024;
+/** A path the kernel can take (PATH_MAX). */
+const PATH_MAX = 4096;
 
 export interface Environment {
   command: Command;
@@ -56,14 +69,23 @@ export interface NetConf {
   promiscMode: boolean;
   owner: number;
   group: number;
+  /** The host's state directory (host configuration, never the network configuration). */
   stateDir: string;
   /** How long a verb waits for the device's lock before code 11. */
   lockTimeoutMs: number;
-  logFile: string | undefined;
-  logLevel: LogLevel;
+  /** The host configuration this invocation runs under. */
+  host: HostConfig;
   prevResult: JsonObject | undefined;
   /** GC only: `cni.dev/valid-attachments`. */
   validAttachments: Attachment[] | undefined;
+}
+
+/**
+ * The message for an ID the state module's check refused: a length or type problem as it says, a wrong character
+ * as "<value> is not a valid <what>" (the value quoted by show(): escaped and short).
+ */
+function idMessage(value: unknown, problem: string, what: string): string {
+  return typeof value === 'string' && problem.startsWith('"') ? `${show(value)} is not a valid ${what}` : problem;
 }
 
 function envError(msg: string, details = ''): CniError {
@@ -87,18 +109,26 @@ export function readCommand(env: NodeJS.ProcessEnv): Command {
 export function readEnvironment(command: Command, env: NodeJS.ProcessEnv): Environment {
   const containerId = env.CNI_CONTAINERID ?? '';
   if (!containerId) throw envError('CNI_CONTAINERID is not set');
-  if (!CONTAINER_ID_RE.test(containerId)) {
+  const idProblem = containerIdProblem(containerId);
+  if (idProblem) {
     throw envError(
-      `CNI_CONTAINERID ${JSON.stringify(containerId)} is not a valid container ID`,
-      'it must start with a letter or digit, followed by letters, digits, "_", "." or "-"',
+      `CNI_CONTAINERID ${idMessage(containerId, idProblem, 'container ID')}`,
+      'it must start with a letter or digit, followed by letters, digits, "_", "." or "-" (at most 96)',
     );
   }
   const ifname = env.CNI_IFNAME ?? '';
   if (!ifname) throw envError('CNI_IFNAME is not set');
   const problem = interfaceNameProblem(ifname);
-  if (problem) throw envError(`CNI_IFNAME ${problem}`, 'an interface name is 1-15 bytes, not "." or "..", without "/", ":" or whitespace');
+  if (problem)
+    throw envError(
+      `CNI_IFNAME ${show(ifname)} is not a valid interface name`,
+      'an interface name is 1-15 bytes, not "." or "..", without "/", ":" or whitespace',
+    );
   const netns = env.CNI_NETNS ?? '';
   if (!netns && command !== 'DEL') throw envError('CNI_NETNS is not set');
+  // eslint-disable-next-line no-control-regex
+  if (netns && (!netns.startsWith('/') || netns.length > PATH_MAX || /[\u0000-\u001f\u007f]/.test(netns)))
+    throw envError(`CNI_NETNS ${show(netns)} is not an absolute path`, 'the runtime passes the path of the network namespace');
   let args: CniArgs;
   try {
     args = parseCniArgs(env.CNI_ARGS);
@@ -110,8 +140,10 @@ export function readEnvironment(command: Command, env: NodeJS.ProcessEnv): Envir
   return { command, containerId, netns, ifname, args };
 }
 
-/** Decodes stdin. Anything but a JSON object is code 6. */
+/** Decodes stdin. Anything but a JSON object (of at most MAX_CONFIG_BYTES) is code 6. */
 export function decodeConfig(stdin: string): Record<string, unknown> {
+  if (stdin.length > MAX_CONFIG_BYTES)
+    throw new CniError(ErrorCode.DecodeFailure, `the network configuration on stdin is larger than ${MAX_CONFIG_BYTES} bytes`);
   let parsed: unknown;
   try {
     parsed = JSON.parse(stdin);
@@ -137,17 +169,19 @@ function isObject(v: unknown): v is Record<string, unknown> {
 function optionalObject(config: Record<string, unknown>, key: string): Record<string, unknown> | undefined {
   const v = config[key];
   if (v === undefined || v === null) return undefined;
-  if (!isObject(v)) throw configError(`${key} must be an object, got ${typeof v}`);
+  if (!isObject(v)) throw configError(`${key} must be an object, got ${Array.isArray(v) ? 'an array' : typeof v}`);
   return v;
 }
 
 function integerKey(value: unknown, key: string, min: number, max: number): number {
-  if (typeof value !== 'number' || !Number.isInteger(value)) throw configError(`${key} must be an integer, got ${JSON.stringify(value)}`);
+  if (typeof value !== 'number' || !Number.isInteger(value)) throw configError(`${key} must be an integer, got ${show(value)}`);
   if (value < min || value > max) throw configError(`${key} must be between ${min} and ${max}, got ${value}`);
   return value;
 }
 
 function macValue(value: unknown, source: MacSource, code: number): string {
+  // The netlink module's messages quote the whole value; a MAC has at most 17 characters.
+  if (typeof value === 'string' && value.length > 64) throw new CniError(code, `${source} ${show(value)} is not a MAC address`);
   try {
     return formatMac(parseUnicastMac(value, source));
   } catch (err) {
@@ -156,46 +190,42 @@ function macValue(value: unknown, source: MacSource, code: number): string {
 }
 
 /**
- * Validates the configuration for `command`. Reads `logFile`/`logLevel` first and configures the log, so that
- * later problems are logged where the operator looks.
+ * Validates the configuration for `command` under the host configuration `host` (read from `processEnv` when not
+ * given). Host-only keys are refused first (DEL: ignored), before anything is opened.
  */
 export function readConfig(
   command: Command,
   config: Record<string, unknown>,
   env: Environment | undefined,
   processEnv: NodeJS.ProcessEnv,
+  host: HostConfig = readHostConfig(processEnv),
 ): NetConf {
   const lenient = command === 'DEL';
-  // Logging first.
-  let logLevel: LogLevel = DEFAULT_LOG_LEVEL;
-  if (config.logLevel !== undefined) {
-    if (!isLogLevel(config.logLevel)) {
-      throw configError(`logLevel must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(config.logLevel)}`);
+  for (const key of HOST_ONLY_KEYS) {
+    if (config[key] === undefined) continue;
+    if (lenient) {
+      log.warn(`ignoring "${key}" in the network configuration for DEL: ${whereSet(key, host, processEnv)}`);
+      continue;
     }
-    logLevel = config.logLevel;
+    throw configError(`the network configuration may not set "${key}"`, whereSet(key, host, processEnv));
   }
-  let logFile: string | undefined;
-  if (config.logFile !== undefined) {
-    if (typeof config.logFile !== 'string' || !config.logFile.startsWith('/'))
-      throw configError(`logFile must be an absolute path, got ${JSON.stringify(config.logFile)}`);
-    logFile = config.logFile;
-  }
-  configureLog({ level: logLevel, file: logFile });
 
   if (config.cniVersion !== undefined && typeof config.cniVersion !== 'string') {
-    throw new CniError(ErrorCode.DecodeFailure, `cniVersion must be a string, got ${JSON.stringify(config.cniVersion)}`);
+    throw new CniError(ErrorCode.DecodeFailure, `cniVersion must be a string, got ${show(config.cniVersion)}`);
   }
   const cniVersion = requireSupported(config.cniVersion);
   requireVerb(command, cniVersion);
-  if (typeof config.name !== 'string' || config.name === '') throw configError('name must be a non-empty string');
-  if (typeof config.type !== 'string' || config.type === '') throw configError('type must be a non-empty string');
+  if (typeof config.name !== 'string' || config.name === '') throw configError(`name must be a non-empty string, got ${show(config.name)}`);
+  if (config.name.length > NETWORK_NAME_MAX || !NETWORK_NAME_RE.test(config.name))
+    throw configError(
+      `name ${show(config.name)} is not a valid network name`,
+      `a letter or digit, then letters, digits, "_", "." or "-", at most ${NETWORK_NAME_MAX} characters (the CNI spec's rule)`,
+    );
+  if (typeof config.type !== 'string' || config.type === '') throw configError(`type must be a non-empty string, got ${show(config.type)}`);
+  if (config.type.length > NETWORK_NAME_MAX || !NETWORK_NAME_RE.test(config.type))
+    throw configError(`type ${show(config.type)} is not a plugin name`);
 
-  let stateDir = processEnv[STATE_DIR_ENV] || DEFAULT_STATE_DIR;
-  if (config.stateDir !== undefined) {
-    if (typeof config.stateDir !== 'string' || !config.stateDir.startsWith('/'))
-      throw configError(`stateDir must be an absolute path, got ${JSON.stringify(config.stateDir)}`);
-    stateDir = config.stateDir;
-  }
+  const stateDir = host.stateDir;
 
   let lockTimeoutMs = DEFAULT_LOCK_TIMEOUT_MS;
   const lockEnv = processEnv[LOCK_TIMEOUT_ENV];
@@ -214,8 +244,18 @@ export function readConfig(
     [runtimeConfig?.deviceID, 'runtimeConfig.deviceID'],
   ] as const) {
     if (value === undefined || value === null) continue;
-    if (typeof value !== 'string' || value === '') throw configError(`${key} must be a non-empty string, got ${JSON.stringify(value)}`);
-    deviceID = value;
+    const problem = typeof value !== 'string' || value === '' ? `must be a non-empty string, got ${show(value)}` : deviceIdProblem(value);
+    if (problem) {
+      const err = configError(
+        `${key} ${idMessage(value, problem, 'device ID')}`,
+        'a device ID is 1-90 characters of A-Z, a-z, 0-9, ".", "_" and "-", not starting with "."',
+      );
+      // DEL: an ID that can name no state file was never attached; the record (if any) says what to release.
+      if (!lenient) throw err;
+      log.warn(`ignoring for DEL: ${err.message}`);
+      continue;
+    }
+    deviceID = value as string;
   }
   if (deviceID === undefined && (command === 'ADD' || command === 'CHECK')) {
     throw configError(
@@ -268,15 +308,15 @@ export function readConfig(
       throw configError(`promiscMode must be a boolean, got ${JSON.stringify(config.promiscMode)}`);
     return config.promiscMode;
   });
-  const owner = field(DEFAULT_OWNER, () => (config.owner === undefined ? DEFAULT_OWNER : integerKey(config.owner, 'owner', 0, 0xfffffffe)));
-  const group = field(DEFAULT_GROUP, () => (config.group === undefined ? DEFAULT_GROUP : integerKey(config.group, 'group', 0, 0xfffffffe)));
+  const owner = field(host.tapOwner, () => (config.owner === undefined ? host.tapOwner : integerKey(config.owner, 'owner', 0, 0xfffffffe)));
+  const group = field(host.tapGroup, () => (config.group === undefined ? host.tapGroup : integerKey(config.group, 'group', 0, 0xfffffffe)));
 
   const prevResult = field(undefined, () => {
     const prev = config.prevResult;
     if (prev === undefined || prev === null) return undefined;
-    if (!isObject(prev)) throw configError('prevResult must be an object');
-    if (prev.interfaces !== undefined && !Array.isArray(prev.interfaces)) throw configError('prevResult.interfaces must be an array');
-    return prev;
+    const problem = checkPrevResult(prev);
+    if (problem) throw configError(`prevResult ${problem}`, 'prevResult is the previous plugin\'s result (SPEC "Result")');
+    return prev as JsonObject;
   });
 
   let validAttachments: Attachment[] | undefined;
@@ -284,6 +324,7 @@ export function readConfig(
     // libcni sends both spellings (the spec's first draft named it cni.dev/attachments).
     const list = config['cni.dev/valid-attachments'] ?? config['cni.dev/attachments'];
     if (!Array.isArray(list)) throw configError('GC needs "cni.dev/valid-attachments", a list of {containerID, ifname}');
+    if (list.length > 100_000) throw configError('cni.dev/valid-attachments has more than 100000 entries');
     validAttachments = list.map((a, i) => {
       if (!isObject(a) || typeof a.containerID !== 'string' || typeof a.ifname !== 'string') {
         throw configError(`cni.dev/valid-attachments[${i}] must be {"containerID": string, "ifname": string}`);
@@ -305,8 +346,7 @@ export function readConfig(
     group,
     stateDir,
     lockTimeoutMs,
-    logFile,
-    logLevel,
+    host,
     prevResult,
     validAttachments,
   };

@@ -8,17 +8,20 @@
  * old sandbox leaves a device that a newer sandbox holds alone. Without a record (kubevirt's CNI attached the
  * device), the link named CNI_IFNAME in CNI_NETNS goes back as `mvt` + hash, reset.
  */
-import { Netns } from '../netlink';
+import { Netns, type Link } from '../netlink';
 import type { AttachmentKey, NodeState } from '../state';
 import { faultPoint } from '../util/faults';
 import type { Environment, NetConf } from './config';
 import { CniError, describeError, ErrorCode } from './errors';
+import { stillAttached } from './holders';
 import { log } from './log';
+import { checkDelNetns } from './netns';
 import { finishRelease, releaseUnrecorded, type ReleaseOutcome } from './release';
 import { Scope } from './scope';
 import { lockDevice, openState } from './state';
 
 export function cmdDel(env: Environment, conf: NetConf): void {
+  checkDelNetns(env.netns);
   const scope = new Scope();
   try {
     const state = scope.own(openState(conf.stateDir));
@@ -39,7 +42,7 @@ export function cmdDel(env: Environment, conf: NetConf): void {
     try {
       outcome = record
         ? finishRelease(host, record, 'DEL', [env.netns, record.netns])
-        : releaseUnrecorded(host, env.netns, env.ifname, deviceID, 'DEL');
+        : releaseUnrecorded(host, env.netns, env.ifname, deviceID, 'DEL', (link) => notTheDevice(state, env, deviceID, link));
     } catch (err) {
       throw new CniError(
         ErrorCode.DelFailed,
@@ -54,6 +57,20 @@ export function cmdDel(env: Environment, conf: NetConf): void {
   } finally {
     scope.close();
   }
+}
+
+/**
+ * Why the unrecorded `link` in this pod cannot be `deviceID`'s macvtap, or undefined. The deviceID is the
+ * network configuration's (a tenant's) word: renaming the pod's link to another device's host name would make the
+ * next ADD of that device hand out this link.
+ */
+function notTheDevice(state: NodeState, env: Environment, deviceID: string, link: Link): string | undefined {
+  const allocation = state.allocations.read(deviceID);
+  if (allocation && allocation.ifindex !== link.index)
+    return `its ifindex ${link.index} is not the ifindex ${allocation.ifindex} allocated to device ${deviceID}`;
+  const other = state.attachments.ofDevice(deviceID).find((r) => r.containerID !== env.containerId && stillAttached(r));
+  if (other) return `device ${deviceID} is attached to another container (${other.containerID})`;
+  return undefined;
 }
 
 /** The device of this container's attachment on this interface, from the records (DEL without deviceID). */

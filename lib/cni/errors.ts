@@ -42,6 +42,12 @@ export const ErrorCode = {
   CheckFailed: 107,
   /** GC could not release some stale attachments (the others were released). */
   GcFailed: 108,
+  /** ADD: the kubelet's device-manager checkpoint does not give this pod (K8S_POD_UID) the deviceID. */
+  NotPodsDevice: 109,
+  /** ADD under `ownership: enforce`: the kubelet's checkpoint is missing, unreadable, unsafe or corrupt. */
+  OwnershipUnverifiable: 110,
+  /** The host configuration file is unusable (unsafe to trust, not JSON, an unknown key or a bad value). */
+  HostConfigInvalid: 111,
   /** An unexpected internal failure (a bug); the message says what was being done. */
   Internal: 199,
 } as const;

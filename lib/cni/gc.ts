@@ -4,6 +4,10 @@
  * `cni.dev/valid-attachments`, GC returns the macvtap to the host as DEL does (the same release), then drops the
  * record. It also finishes the writes of record writers that died, and removes lock files nobody holds. It never
  * deletes host links or allocation records: those belong to the device plugin.
+ *
+ * The network `name` and the valid-attachments list come from whoever wrote the network configuration (a tenant
+ * may reuse another tenant's name), so neither is enough to take a device: GC never releases an attachment whose
+ * pod namespace still exists with the recorded link in it, whatever the list says. Those are kept and logged.
  */
 import { Netns } from '../netlink';
 import type { AttachmentRecord } from '../state';
@@ -11,6 +15,7 @@ import { faultPoint } from '../util/faults';
 import type { NetConf } from './config';
 import { CniError, describeError, ErrorCode } from './errors';
 import { log } from './log';
+import { stillAttached } from './holders';
 import { finishRelease } from './release';
 import { Scope } from './scope';
 import { lockDevice, openState } from './state';
@@ -23,6 +28,7 @@ export function cmdGc(conf: NetConf): void {
   const scope = new Scope();
   const failures: string[] = [];
   let released = 0;
+  let kept = 0;
   try {
     const state = scope.own(openState(conf.stateDir));
     const host = scope.own(Netns.current());
@@ -41,6 +47,16 @@ export function cmdGc(conf: NetConf): void {
         state.attachments.recover(deviceID);
         // Re-read under the lock: an ADD may have attached the device to a valid container meanwhile.
         for (const rec of state.attachments.ofDevice(deviceID).filter(stale)) {
+          if (stillAttached(rec)) {
+            kept++;
+            log.warn('GC kept an attachment not in valid-attachments: its pod namespace still has the link', {
+              deviceID,
+              container: rec.containerID,
+              ifname: rec.ifname,
+              netns: rec.netns,
+            });
+            continue;
+          }
           finishRelease(host, rec, 'GC');
           state.attachments.remove(rec);
           faultPoint('GC', 'dropped');
@@ -54,7 +70,7 @@ export function cmdGc(conf: NetConf): void {
       }
     }
     const locks = state.sweepLocks(HOLDER);
-    log.info('GC done', { network: conf.name, released, locksRemoved: locks });
+    log.info('GC done', { network: conf.name, released, kept, locksRemoved: locks });
   } finally {
     scope.close();
   }

@@ -1,9 +1,9 @@
 /**
- * The CNI plugin's log: the project's one logger (JSON lines), on stderr or appended to the configured log
- * file. stdout is reserved for the CNI result. A log file that cannot be opened falls back to stderr (logging
- * never fails an operation).
+ * The CNI plugin's log: the project's one logger (JSON lines), on stderr or appended to the host configuration's
+ * log file. stdout is reserved for the CNI result. A log file that cannot be opened, or is not a regular file (a
+ * FIFO would block every invocation), falls back to stderr: logging never fails or hangs an operation.
  */
-import { closeSync, openSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync } from 'node:fs';
 import { fdSink, Logger, LogLevel } from '../util/log';
 
 export { isLogLevel, LOG_LEVELS } from '../util/log';
@@ -20,11 +20,16 @@ let logFd: number | undefined;
 export function configureLog(opts: { level?: LogLevel; file?: string }): void {
   if (opts.level) log.setLevel(opts.level);
   if (opts.file && logFd === undefined) {
+    let fd: number | undefined;
     try {
-      logFd = openSync(opts.file, 'a', 0o640);
+      const O = constants;
+      fd = openSync(opts.file, O.O_WRONLY | O.O_APPEND | O.O_CREAT | O.O_NONBLOCK | O.O_NOCTTY, 0o640);
+      if (!fstatSync(fd).isFile()) throw new Error('not a regular file');
+      logFd = fd;
       log.setSink(fdSink(logFd));
     } catch (err) {
-      log.warn('cannot open the log file; logging to stderr', { file: opts.file, err });
+      if (fd !== undefined) closeSync(fd);
+      log.warn('cannot use the log file; logging to stderr', { file: opts.file, err });
     }
   }
 }

@@ -5,7 +5,8 @@
  */
 import { Command, decodeConfig, Environment, rawVersion, readCommand, readConfig, readEnvironment } from './config';
 import { CniError, describeError, ErrorCode, errorResult } from './errors';
-import { closeLog, log } from './log';
+import { readHostConfig } from './host-config';
+import { closeLog, configureLog, log } from './log';
 import { stateFailure } from './state';
 import { LATEST_VERSION, versionResult } from './version';
 
@@ -22,10 +23,13 @@ export async function runPlugin(env: NodeJS.ProcessEnv, readStdin: () => string)
     command = readCommand(env);
     const stdin = readStdin();
     if (command === 'VERSION') return { stdout: json(versionResult(requestedVersion(stdin))), exitCode: 0 };
+    // The host's settings first (the node admin's): the log goes where the admin looks before any input is read.
+    const host = readHostConfig(env);
+    configureLog({ level: host.logLevel, file: host.logFile });
     config = decodeConfig(stdin);
     const attachment: Environment | undefined =
       command === 'ADD' || command === 'DEL' || command === 'CHECK' ? readEnvironment(command, env) : undefined;
-    const conf = readConfig(command, config, attachment, env);
+    const conf = readConfig(command, config, attachment, env, host);
     log.bind({
       command,
       ...(attachment && { container: attachment.containerId, ifname: attachment.ifname }),

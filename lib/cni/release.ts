@@ -20,7 +20,7 @@ import { faultPoint } from '../util/faults';
 import { log } from './log';
 import { openIfAlive } from './netns';
 
-export type ReleaseOutcome = 'returned' | 'restored' | 'deleted' | 'gone';
+export type ReleaseOutcome = 'returned' | 'restored' | 'deleted' | 'gone' | 'left';
 
 /** The recorded link in `ns`, if the kernel there has it as recorded. */
 function recordedLink(ns: Netns, rec: AttachmentRecord): Link | undefined {
@@ -87,7 +87,14 @@ function restore(host: Netns, rec: AttachmentRecord): void {
  * DEL without an attachment record: the macvtap named `ifname` in `nsPath` returns to the host as the device
  * plugin's name for `deviceID`, reset. Anything else under that name is left alone.
  */
-export function releaseUnrecorded(host: Netns, nsPath: string, ifname: string, deviceID: string, verb: string): ReleaseOutcome {
+export function releaseUnrecorded(
+  host: Netns,
+  nsPath: string,
+  ifname: string,
+  deviceID: string,
+  verb: string,
+  refuse?: (link: Link) => string | undefined,
+): ReleaseOutcome {
   const pod = openIfAlive(nsPath);
   if (!pod) return 'gone';
   try {
@@ -95,6 +102,12 @@ export function releaseUnrecorded(host: Netns, nsPath: string, ifname: string, d
     if (!link || link.kind !== 'macvtap') {
       if (link) log.warn('not a macvtap: leaving it', { link: ifname, kind: link.kind ?? 'none', netns: nsPath });
       return 'gone';
+    }
+    // The caller's evidence that this link is not the device (its namespace dies with the pod, and the link with it).
+    const refusal = refuse?.(link);
+    if (refusal) {
+      log.warn('not returning the link under the device name', { link: ifname, netns: nsPath, reason: refusal });
+      return 'left';
     }
     const hostName = hostLinkName(deviceID);
     if (moveToHost(host, pod, link, hostName) === 'deleted') return 'deleted';

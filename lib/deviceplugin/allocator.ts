@@ -71,6 +71,8 @@ export const ALLOCATE_LOCK_TIMEOUT_MS = 10_000;
 export const STOP_WAIT_MS = 2_000;
 /** How long stop() then waits for the rollback. */
 const ROLLBACK_WAIT_MS = 3_000;
+/** How long stop() lets the reaper delete the retired links still queued. */
+const REAP_STOP_WAIT_MS = 3_000;
 const HOLDER = { program: 'macvtap-deviceplugin', verb: 'Allocate' };
 
 interface Made {
@@ -162,17 +164,22 @@ export class Allocator {
 
   /**
    * Refuses new requests, lets the one in flight finish for up to `waitMs` (so the kubelet gets its answer), then
-   * makes it roll back and waits for that. Retired links still queued are deleted at the next start.
+   * makes it roll back and waits for that. Then the retired links still queued are deleted (bounded by
+   * REAP_STOP_WAIT_MS; what is left is deleted at the next start): a node switched back to kubevirt's plugin,
+   * which never deletes an `mvr` link, would otherwise keep them for good.
    */
   async stop(waitMs = STOP_WAIT_MS): Promise<void> {
     this.stopping = true;
-    this.reaper.stop();
     const idle = this.queue.idle();
-    if (await settlesWithin(idle, waitMs)) return;
-    this.aborted = true;
-    this.log.warn('stopping: rolling back the Allocate in flight', { waitedMs: waitMs });
-    if (!(await settlesWithin(idle, ROLLBACK_WAIT_MS)))
-      this.log.error('stopping: the Allocate in flight did not roll back in time; the next start removes its work');
+    if (!(await settlesWithin(idle, waitMs))) {
+      this.aborted = true;
+      this.log.warn('stopping: rolling back the Allocate in flight', { waitedMs: waitMs });
+      if (!(await settlesWithin(idle, ROLLBACK_WAIT_MS)))
+        this.log.error('stopping: the Allocate in flight did not roll back in time; the next start removes its work');
+    }
+    if (!(await settlesWithin(this.reaper.drain(), REAP_STOP_WAIT_MS)))
+      this.log.warn('stopping: retired links left for the next start', { retired: this.reaper.pending });
+    this.reaper.stop();
   }
 
   private async run(resource: ResourceConfig, ids: string[], log: Logger): Promise<AllocatedDevice[]> {

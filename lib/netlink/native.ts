@@ -81,16 +81,18 @@ const mtime = (file: string): number => {
 };
 
 /**
- * Where the addon may be, in order: an explicit override; the prebuilt binary for this platform in the
+ * Where the addon may be, in order: an explicit override (alone, when given); the prebuilt binary for this platform in the
  * package (what an installed package uses; no compiler, no install script); a local source build; next to a
  * bundle. The package root is one to three levels up: from lib/netlink (sources), dist/lib/netlink (tsc) or
  * dist/bin (an esbuild bundle). A source build newer than the prebuild beside it goes first, so that a
  * developer who rebuilt the C++ with node-gyp directly never runs a stale prebuild.
  */
 function candidatePaths(): string[] {
-  const candidates: string[] = [];
+  // An explicit override is the only candidate: a run meant for one build (the sanitizer build of
+  // `npm run test:sanitize`, a bundle's addon) must fail rather than quietly load another.
   const override = process.env.MACVTAP_NATIVE_ADDON;
-  if (override) candidates.push(path.resolve(override));
+  if (override) return [path.resolve(override)];
+  const candidates: string[] = [];
   for (const up of ['..', '../..', '../../..']) {
     const root = path.resolve(__dirname, up);
     const prebuilt = path.join(root, 'prebuilds', PLATFORM, ADDON_FILE);

@@ -1,5 +1,6 @@
 /**
- * The state directory on disk: the only code that calls the addon's file primitives (native/statefs.h).
+ * The state directory on disk: with trust.ts (its ownership and mode checks), the only code that calls the
+ * addon's file primitives (native/statefs.h).
  *
  * The root is opened once by path; everything under it is reached by one name relative to a directory fd, never
  * following a symlink, so a link planted anywhere in the tree (a record, a temp file, a lock, a subdirectory) is
@@ -13,108 +14,15 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { NetlinkError } from '../netlink/errors';
+import type { NetlinkError } from '../netlink/errors';
 import { native, type NativeStat } from '../netlink/native';
 import { testSkipsFsync } from '../util/faults';
-import { StateError, UnsafeStateDir } from './errors';
+import { StateError, stateError, UnsafeStateDir } from './errors';
 import { tempName } from './names';
+import { FILE_MODE, fileProblem, openCheckedDir, safeStat } from './trust';
 
-export const DIR_MODE = 0o700;
-export const FILE_MODE = 0o600;
 /** Records are a few hundred bytes; anything bigger than this is not one of ours. */
 export const MAX_FILE_BYTES = 64 * 1024;
-
-/** A StateError from whatever a file operation threw (the addon's error class or Node's). */
-export function stateError(err: unknown, operation: string, file: string): StateError {
-  if (err instanceof StateError) return err;
-  if (err instanceof NetlinkError) return new StateError(operation, file, err.code, err.message.slice(err.message.lastIndexOf(': ') + 2));
-  const e = err as NodeJS.ErrnoException;
-  if (typeof e?.code === 'string') {
-    // Node's messages read "ENOSPC: no space left on device, write": keep the description.
-    const why = /^[A-Z0-9]+: ([^,]+)/.exec(e.message)?.[1] ?? e.code;
-    return new StateError(operation, file, e.code, why);
-  }
-  return new StateError(operation, file, 'EIO', err instanceof Error ? err.message : String(err));
-}
-
-function euid(): number {
-  return process.geteuid?.() ?? 0;
-}
-
-function writers(mode: number): string {
-  return [mode & 0o020 && 'its group', mode & 0o002 && 'others'].filter(Boolean).join(' and ');
-}
-
-/** Why a directory (by its statx) must not be used, or undefined. */
-function dirProblem(st: NativeStat): string | undefined {
-  if (st.type === 'symlink') return 'is a symlink';
-  if (st.type !== 'dir') return `is a ${st.type}, not a directory`;
-  if (st.uid !== euid()) return `is owned by uid ${st.uid}, not ${euid() === 0 ? 'root' : `uid ${euid()}`}`;
-  if (st.mode & 0o022) return `is writable by ${writers(st.mode)} (mode ${st.mode.toString(8).padStart(4, '0')})`;
-  return undefined;
-}
-
-/** Why an open file must not be trusted as a record or lock, or undefined. */
-function fileProblem(st: NativeStat): string | undefined {
-  if (st.type !== 'file') return `is a ${st.type}, not a regular file`;
-  if (st.uid !== euid()) return `is owned by uid ${st.uid}, not root`;
-  if (st.mode & 0o022) return `is writable by ${writers(st.mode)} (mode ${st.mode.toString(8).padStart(4, '0')})`;
-  return undefined;
-}
-
-/**
- * Opens (creating when missing, 0700) the directory `name` under `parentFd` and checks it. Returns its fd.
- */
-function openCheckedDir(parentFd: number, name: string, full: string, create: boolean): number | undefined {
-  const addon = native();
-  for (let attempt = 0; ; attempt++) {
-    let fd: number;
-    try {
-      fd = addon.stateOpenDir(parentFd, name);
-    } catch (err) {
-      const code = (err as NetlinkError).code;
-      if (code === 'ENOENT' && create && attempt === 0) {
-        try {
-          if (addon.stateMkdir(parentFd, name, DIR_MODE)) {
-            // mkdir's mode is cut by the umask: state the mode we mean.
-            const made = addon.stateOpenDir(parentFd, name);
-            fs.fchmodSync(made, DIR_MODE);
-            fs.closeSync(made);
-          }
-        } catch (mkErr) {
-          throw stateError(mkErr, 'create directory', full);
-        }
-        continue;
-      }
-      if (code === 'ENOENT') return undefined;
-      if (code === 'ELOOP' || code === 'ENOTDIR') {
-        const st = safeStat(parentFd, name);
-        if (st) throw new UnsafeStateDir(full, dirProblem(st) ?? `cannot be opened as a directory (${code})`);
-      }
-      throw stateError(err, 'open directory', full);
-    }
-    let problem: string | undefined;
-    try {
-      problem = dirProblem(addon.stateStat(fd, '') as NativeStat);
-    } catch (err) {
-      fs.closeSync(fd);
-      throw stateError(err, 'stat directory', full);
-    }
-    if (problem) {
-      fs.closeSync(fd);
-      throw new UnsafeStateDir(full, problem);
-    }
-    return fd;
-  }
-}
-
-function safeStat(dirFd: number, name: string): NativeStat | null {
-  try {
-    return native().stateStat(dirFd, name);
-  } catch {
-    return null;
-  }
-}
 
 /** One directory of the tree (`allocations`, `attachments`, `locks`), held open by fd. */
 export class StateSubdir {

@@ -4,6 +4,7 @@
  * parsing messages. A state directory that is unsafe to use (a symlink, not root's, writable by others) is an
  * UnsafeStateDir; a lock that stayed busy is a LockTimeout; an ID that cannot name a file is an InvalidStateName.
  */
+import { NetlinkError } from '../netlink/errors';
 
 export class StateError extends Error {
   /** errno name, e.g. `ENOSPC`; `EUNSAFE` for an unsafe directory, `ECORRUPT` for an unreadable record. */
@@ -57,4 +58,17 @@ export class InvalidStateName extends RangeError {
     this.name = 'InvalidStateName';
     this.field = field;
   }
+}
+
+/** A StateError from whatever a file operation threw (the addon's error class or Node's). */
+export function stateError(err: unknown, operation: string, file: string): StateError {
+  if (err instanceof StateError) return err;
+  if (err instanceof NetlinkError) return new StateError(operation, file, err.code, err.message.slice(err.message.lastIndexOf(': ') + 2));
+  const e = err as NodeJS.ErrnoException;
+  if (typeof e?.code === 'string') {
+    // Node's messages read "ENOSPC: no space left on device, write": keep the description.
+    const why = /^[A-Z0-9]+: ([^,]+)/.exec(e.message)?.[1] ?? e.code;
+    return new StateError(operation, file, e.code, why);
+  }
+  return new StateError(operation, file, 'EIO', err instanceof Error ? err.message : String(err));
 }

@@ -105,7 +105,8 @@ export class Logger {
     } catch (err) {
       line = JSON.stringify({ time: event.time, level, msg, logError: errorMessage(err) });
     }
-    this.shared.sink(`${line}\n`);
+    // JSON leaves U+2028/U+2029 raw; some readers take them for line breaks, so they are escaped too.
+    this.shared.sink(`${line.replace(/[\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16)}`)}\n`);
   }
 }
 

@@ -118,6 +118,8 @@ function envFor(scene: Scene, call: CniCall): NodeJS.ProcessEnv {
     CNI_PATH: '/opt/cni/bin',
     // The state directory is host configuration (the runtime's environment), not the network configuration's.
     MACVTAP_CNI_STATE_DIR: scene.stateDir,
+    // These tests have no kubelet; the ownership check (K8S_POD_UID against its checkpoint) is test/security's.
+    MACVTAP_CNI_OWNERSHIP: 'off',
     CNI_ARGS:
       call.args ?? 'IgnoreUnknown=true;K8S_POD_NAMESPACE=default;K8S_POD_NAME=vm;K8S_POD_INFRA_CONTAINER_ID=c0ffee01;K8S_POD_UID=1234',
   };

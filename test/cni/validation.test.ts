@@ -93,9 +93,9 @@ t.test('every validation error: its code, and nothing changed', { skip: rootOnly
     ['owner fractional', 7, { command: 'ADD', config: withConf({ owner: 1.5 }) }],
     ['group negative', 7, { command: 'ADD', config: withConf({ group: -5 }) }],
     ['group too large', 7, { command: 'ADD', config: withConf({ group: 2 ** 32 }) }],
-    ['logLevel unknown', 7, { command: 'ADD', config: withConf({ logLevel: 'verbose' }) }],
-    ['logFile relative', 7, { command: 'ADD', config: withConf({ logFile: 'x.log' }) }],
-    ['stateDir relative', 7, { command: 'ADD', config: withConf({ stateDir: 'state' }) }],
+    ['logLevel (a host setting)', 7, { command: 'ADD', config: withConf({ logLevel: 'verbose' }) }],
+    ['logFile (a host setting)', 7, { command: 'ADD', config: withConf({ logFile: 'x.log' }) }],
+    ['stateDir (a host setting)', 7, { command: 'ADD', config: withConf({ stateDir: 'state' }) }],
     ['prevResult not an object', 7, { command: 'ADD', config: withConf({ prevResult: [] }) }],
     ['prevResult.interfaces not a list', 7, { command: 'ADD', config: withConf({ prevResult: { interfaces: {} } }) }],
     // What the kernel state says: plugin codes.

@@ -154,12 +154,11 @@ interface PodSpec {
   containers: { command: string[] }[];
 }
 
-t.test('the DaemonSet runs the files the build stage puts in the image', (t) => {
-  const ds = renderedDaemonSet();
-  if (!ds) {
-    t.skip('kubectl is not installed: cannot render the DaemonSet with kustomize');
-    return t.end();
-  }
+const ds = renderedDaemonSet();
+const noDaemonSet = ds ? false : 'kubectl is not installed: cannot render the DaemonSet with kustomize';
+
+t.test('the DaemonSet runs the files the build stage puts in the image', { skip: noDaemonSet }, (t) => {
+  if (!ds) return t.end();
   const runs = build!.instructions
     .filter((i) => i.op === 'RUN')
     .map((i) => i.args)

@@ -209,7 +209,7 @@ t.test('the install step from the image installs the CNI executable, which then 
   ]);
   t.equal(r.status, 0, `install-cni: ${r.stderr}`);
   t.match(r.stdout, /installed macvtap/);
-  t.same(fs.readdirSync(binDir), ['macvtap'], 'no temporary file left');
+  t.same(fs.readdirSync(binDir).sort(), ['macvtap', 'macvtap.conf.json'], 'no temporary file left');
   const installed = path.join(binDir, 'macvtap');
   t.not(fs.statSync(installed).ino, oldIno, 'replaced by rename');
   t.equal(fs.statSync(installed).mode & 0o777, 0o755);
@@ -227,9 +227,13 @@ t.test('the install step from the image installs the CNI executable, which then 
     type: 'macvtap',
     deviceID: 'mvtimg0',
     mac: '02:00:5e:00:53:21',
-    stateDir: path.join(scratch, 'state'),
   });
-  const env = { CNI_CONTAINERID: 'imagetest', CNI_NETNS: `/var/run/netns/${podNs}`, CNI_IFNAME: 'net1' };
+  const env = {
+    CNI_CONTAINERID: 'imagetest',
+    CNI_NETNS: `/var/run/netns/${podNs}`,
+    CNI_IFNAME: 'net1',
+    MACVTAP_CNI_STATE_DIR: path.join(scratch, 'state'),
+  };
   const cni = (command: string): Run =>
     sh(
       'ip',

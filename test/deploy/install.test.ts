@@ -143,8 +143,13 @@ t.test('on a node that runs it: installs by rename, flushed, while a running cop
   const r = install(CNI, bin.dir);
   t.equal(r.status, 0, r.stderr);
   t.equal(r.stderr, '');
-  t.match(r.stdout, /installed macvtap/);
-  t.same(fs.readdirSync(bin.dir), ['macvtap'], 'no temporary file left');
+  t.match(r.stdout, /installed macvtap and macvtap.conf.json \(ownership: enforce\)/);
+  t.same(fs.readdirSync(bin.dir).sort(), ['macvtap', 'macvtap.conf.json'], 'no temporary file left');
+  t.same(
+    JSON.parse(fs.readFileSync(path.join(bin.dir, 'macvtap.conf.json'), 'utf8')),
+    { ownership: 'enforce', kubeletRoot: '/var/lib/kubelet', stateDir: '/var/lib/macvtap-cni' },
+    'the CNI\'s host configuration next to it (README "Security")',
+  );
   const st = fs.statSync(bin.target);
   t.equal(sha(bin.target), sha(CNI), 'the new executable, whole');
   t.equal(st.mode & 0o777, 0o755);
@@ -248,7 +253,7 @@ t.test(
     }
     const again = install(CNI, bin.dir);
     t.equal(again.status, 0, again.stderr);
-    t.same(fs.readdirSync(bin.dir), ['macvtap'], 'the next run removed the temporary file');
+    t.same(fs.readdirSync(bin.dir).sort(), ['macvtap', 'macvtap.conf.json'], 'the next run removed the temporary file');
     t.equal(sha(bin.target), sha(CNI), 'and installed the whole executable');
     t.end();
   },

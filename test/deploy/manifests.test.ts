@@ -6,119 +6,31 @@
  * agree with each other and with the programs' own configuration parsers.
  */
 import t from 'tap';
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import * as ts from 'typescript';
-import { parseAllDocuments } from 'yaml';
 import { parseConfig, socketName } from '../../lib/deviceplugin/config';
 import { RESOURCE_PREFIX, resourceName } from '../../lib/naming';
 import { DEFAULT_STATE_DIR } from '../../lib/state';
 import { parseUnicastMac } from '../../lib/netlink';
 import { decodeConfig, readConfig, readEnvironment } from '../../lib/cni/config';
-
-const ROOT = path.resolve(__dirname, '..', '..');
-const DEPLOY = path.join(ROOT, 'deploy');
-const EXAMPLES = path.join(DEPLOY, 'examples');
-const VERSION = (JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
-
-// kubernetes-models is ESM-only; this file is compiled to CommonJS, where `import()` would become require().
-const importEsm = new Function('specifier', 'return import(specifier)') as (specifier: string) => Promise<Record<string, unknown>>;
-
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-type Obj = any;
-
-/** kubernetes-models module and interface of each kind the manifests use. */
-const MODELS: Record<string, { module: string; iface: string }> = {
-  'v1/Namespace': { module: 'kubernetes-models/v1/Namespace', iface: 'INamespace' },
-  'v1/ConfigMap': { module: 'kubernetes-models/v1/ConfigMap', iface: 'IConfigMap' },
-  'v1/Pod': { module: 'kubernetes-models/v1/Pod', iface: 'IPod' },
-  'apps/v1/DaemonSet': { module: 'kubernetes-models/apps/v1/DaemonSet', iface: 'IDaemonSet' },
-};
-const NAD_KEY = 'k8s.cni.cncf.io/v1/NetworkAttachmentDefinition';
-
-const kubectl = spawnSync('kubectl', ['version', '--client'], { encoding: 'utf8' });
-const noKubectl =
-  kubectl.error || kubectl.status !== 0
-    ? 'kubectl is not installed: the kustomizations can only be rendered by real kustomize (this project does not imitate it)'
-    : false;
-
-function kustomize(dir: string): Obj[] {
-  const out = spawnSync('kubectl', ['kustomize', dir], { encoding: 'utf8' });
-  if (out.status !== 0) throw new Error(`kubectl kustomize ${dir} failed: ${out.stderr}`);
-  return parseYaml(out.stdout, dir);
-}
-
-function parseYaml(text: string, what: string): Obj[] {
-  return parseAllDocuments(text).map((doc) => {
-    if (doc.errors.length) throw new Error(`${what}: ${doc.errors[0].message}`);
-    return doc.toJS();
-  });
-}
-
-function readExample(file: string): Obj {
-  const docs = parseYaml(fs.readFileSync(path.join(EXAMPLES, file), 'utf8'), file);
-  if (docs.length !== 1) throw new Error(`${file}: expected one object, found ${docs.length}`);
-  return docs[0];
-}
-
-const keyOf = (obj: Obj): string => `${obj.apiVersion}/${obj.kind}`;
-
-/** Problems kubernetes-models' validator finds in one object ('' if none). */
-async function schemaProblems(obj: Obj): Promise<string> {
-  const model = MODELS[keyOf(obj)];
-  if (!model) return `no schema for ${keyOf(obj)}`;
-  const mod = await importEsm(model.module);
-  const Model = mod[obj.kind] as new (data: Obj) => { validate(): void };
-  try {
-    new Model(obj).validate();
-    return '';
-  } catch (err) {
-    return (err as Error).message;
-  }
-}
-
-/**
- * TypeScript's verdict on each object as a literal of its kubernetes-models API type: excess-property
- * checks reject unknown (misspelt) fields at any depth, which the schema validators accept.
- */
-function typeProblems(objects: Obj[]): string[] {
-  const virtual = path.join(ROOT, 'test', 'deploy', '__manifest_types__.ts');
-  const lines: string[] = [];
-  objects.forEach((obj, i) => {
-    const model = MODELS[keyOf(obj)];
-    lines.push(`import type { ${model.iface} as T${i} } from '${model.module}';`);
-    lines.push(`export const o${i}: T${i} = ${JSON.stringify(obj)};`);
-  });
-  const text = lines.join('\n');
-  const options: ts.CompilerOptions = {
-    strict: true,
-    noEmit: true,
-    skipLibCheck: true,
-    target: ts.ScriptTarget.ES2022,
-    module: ts.ModuleKind.ESNext,
-    moduleResolution: ts.ModuleResolutionKind.Bundler,
-    types: [],
-  };
-  const host = ts.createCompilerHost(options);
-  const getSourceFile = host.getSourceFile.bind(host);
-  const fileExists = host.fileExists.bind(host);
-  const readFile = host.readFile.bind(host);
-  host.getSourceFile = (file, lang, ...rest) =>
-    file === virtual ? ts.createSourceFile(file, text, lang) : getSourceFile(file, lang, ...rest);
-  host.fileExists = (file) => file === virtual || fileExists(file);
-  host.readFile = (file) => (file === virtual ? text : readFile(file));
-  const program = ts.createProgram([virtual], options, host);
-  return ts.getPreEmitDiagnostics(program).map((d) => ts.flattenDiagnosticMessageText(d.messageText, '\n'));
-}
-
-function findKind(objects: Obj[], kind: string): Obj {
-  const found = objects.filter((o) => o.kind === kind);
-  if (found.length !== 1) throw new Error(`expected one ${kind}, found ${found.length}`);
-  return found[0];
-}
-
-const byName = <T extends { name: string }>(list: T[] | undefined, name: string): T | undefined => list?.find((x) => x.name === name);
+import {
+  byName,
+  type Container,
+  DEPLOY,
+  findKind,
+  kustomize,
+  keyOf,
+  type Mount,
+  NAD_KEY,
+  networkSelection,
+  noKubectl,
+  readExample,
+  schemaProblems,
+  typeProblems,
+  VERSION,
+  type Volume,
+  EXAMPLES,
+} from './manifests';
 
 t.test('the base renders to a namespace, the default ConfigMap and the DaemonSet, all valid', { skip: noKubectl }, async (t) => {
   const objects = kustomize(DEPLOY);
@@ -129,7 +41,7 @@ t.test('the base renders to a namespace, the default ConfigMap and the DaemonSet
   const ns = findKind(objects, 'Namespace').metadata.name;
   t.equal(ns, 'macvtap-cni');
   t.equal(
-    findKind(objects, 'Namespace').metadata.labels['pod-security.kubernetes.io/enforce'],
+    findKind(objects, 'Namespace').metadata.labels?.['pod-security.kubernetes.io/enforce'],
     'privileged',
     'Pod Security Admission lets the privileged pods in',
   );
@@ -145,7 +57,7 @@ t.test('the base renders to a namespace, the default ConfigMap and the DaemonSet
   );
 });
 
-t.test('the DaemonSet runs the device plugin and installs the CNI plugin as issue 5 asks', { skip: noKubectl }, async (t) => {
+t.test('the DaemonSet runs the device plugin and installs the CNI plugin as issue 5 asks', { skip: noKubectl }, (t) => {
   const objects = kustomize(DEPLOY);
   const ds = findKind(objects, 'DaemonSet');
   const cm = findKind(objects, 'ConfigMap');
@@ -155,7 +67,7 @@ t.test('the DaemonSet runs the device plugin and installs the CNI plugin as issu
   t.equal(pod.priorityClassName, 'system-node-critical');
   t.same(
     ds.spec.selector.matchLabels,
-    pick(ds.spec.template.metadata.labels, Object.keys(ds.spec.selector.matchLabels)),
+    pick(ds.spec.template.metadata.labels ?? {}, Object.keys(ds.spec.selector.matchLabels)),
     'selector matches the template',
   );
 
@@ -170,14 +82,15 @@ t.test('the DaemonSet runs the device plugin and installs the CNI plugin as issu
     t.ok(c.resources?.requests?.cpu && c.resources?.requests?.memory, `${c.name} requests cpu and memory`);
   }
 
-  const volume = (name: string): Obj => {
+  const volume = (name: string): Volume => {
     const v = byName(pod.volumes, name);
     if (!v) throw new Error(`no volume ${name}`);
     return v;
   };
-  const mountOf = (c: Obj, name: string): Obj => byName(c.volumeMounts, name);
-  const hostPathMountedAt = (c: Obj, hostPath: string): string | undefined => {
-    const v = pod.volumes.find((vol: Obj) => vol.hostPath?.path === hostPath);
+  const mountOf = (c: Container, name: string | undefined): Mount | undefined =>
+    name === undefined ? undefined : byName(c.volumeMounts, name);
+  const hostPathMountedAt = (c: Container, hostPath: string): string | undefined => {
+    const v = pod.volumes.find((vol) => vol.hostPath?.path === hostPath);
     return v && mountOf(c, v.name)?.mountPath;
   };
 
@@ -186,8 +99,9 @@ t.test('the DaemonSet runs the device plugin and installs the CNI plugin as issu
   const cniMount = hostPathMountedAt(init, '/opt/cni/bin');
   t.ok(cniMount, 'the host CNI bin directory is mounted in the init container');
   t.same(init.command, ['/usr/local/bin/install-cni', '/usr/local/bin/macvtap', cniMount], 'install-cni SOURCE BIN_DIR');
-  t.equal(volume(mountOf(init, volume('cni-bin').name).name).hostPath.type, 'DirectoryOrCreate');
-  const hostRoot = mountOf(init, pod.volumes.find((v: Obj) => v.hostPath?.path === '/').name);
+  t.ok(mountOf(init, 'cni-bin'), 'the init container mounts cni-bin');
+  t.equal(volume('cni-bin').hostPath?.type, 'DirectoryOrCreate');
+  const hostRoot = mountOf(init, pod.volumes.find((v) => v.hostPath?.path === '/')?.name);
   const installScript = fs.readFileSync(path.join(DEPLOY, 'install-cni.sh'), 'utf8');
   t.equal(
     hostRoot?.mountPath,
@@ -200,11 +114,11 @@ t.test('the DaemonSet runs the device plugin and installs the CNI plugin as issu
   // The device plugin.
   t.equal(main.command[0], '/usr/local/bin/macvtap-deviceplugin');
   const configArg = main.command[main.command.indexOf('--config') + 1];
-  const configVolume = pod.volumes.find((v: Obj) => v.configMap);
-  t.equal(configVolume.configMap.name, cm.metadata.name, 'the config volume is the ConfigMap');
+  const configVolume = volume(pod.volumes.find((v) => v.configMap)?.name ?? 'a configMap volume');
+  t.equal(configVolume.configMap?.name, cm.metadata.name, 'the config volume is the ConfigMap');
   t.equal(
     configArg,
-    path.posix.join(mountOf(main, configVolume.name).mountPath, 'DP_MACVTAP_CONF'),
+    path.posix.join(mountOf(main, configVolume.name)?.mountPath ?? '(config volume not mounted)', 'DP_MACVTAP_CONF'),
     '--config names its DP_MACVTAP_CONF key',
   );
   t.equal(hostPathMountedAt(main, '/var/lib/kubelet/device-plugins'), '/var/lib/kubelet/device-plugins');
@@ -231,6 +145,7 @@ t.test('the DaemonSet runs the device plugin and installs the CNI plugin as issu
   t.equal(hostPathMountedAt(main, '/var/lib/kubelet/pod-resources'), '/var/lib/kubelet/pod-resources', 'the pod-resources API is mounted');
   t.match(byName(dp.env, 'NODE_OPTIONS')?.value, /--max-old-space-size=\d+/, 'a heap limit is set');
   t.ok(socketName('dataplane').startsWith(`${RESOURCE_PREFIX}`), 'socket names start with the resource prefix');
+  t.end();
 });
 
 t.test('the example overlay turns every knob', { skip: noKubectl }, async (t) => {
@@ -247,8 +162,8 @@ t.test('the example overlay turns every knob', { skip: noKubectl }, async (t) =>
   }
   const cm = findKind(objects, 'ConfigMap');
   t.equal(cm.metadata.name, 'dataplane-macvtap-config', 'ConfigMap name');
-  t.equal(pod.volumes.find((v: Obj) => v.configMap).configMap.name, cm.metadata.name, 'the DaemonSet follows the rename');
-  t.equal((byName(pod.volumes, 'cni-bin') as Obj).hostPath.path, '/var/lib/cni/bin', 'host CNI bin directory');
+  t.equal(pod.volumes.find((v) => v.configMap)?.configMap?.name, cm.metadata.name, 'the DaemonSet follows the rename');
+  t.equal(byName(pod.volumes, 'cni-bin')?.hostPath?.path, '/var/lib/cni/bin', 'host CNI bin directory');
   const config = parseConfig(cm.data.DP_MACVTAP_CONF, 'DP_MACVTAP_CONF');
   t.equal(config.discover, false);
   t.same(
@@ -258,9 +173,9 @@ t.test('the example overlay turns every knob', { skip: noKubectl }, async (t) =>
 });
 
 t.test('the examples are valid objects that fit together', async (t) => {
-  const cm = readExample('macvtap-deviceplugin-config.yaml');
-  const nad = readExample('dataplane-network.yaml');
-  const pods = ['pod.yaml', 'pod-with-mac.yaml', 'pod-tap-only.yaml'].map(readExample);
+  const cm = readExample('macvtap-deviceplugin-config.yaml', 'ConfigMap');
+  const nad = readExample('dataplane-network.yaml', 'NetworkAttachmentDefinition');
+  const pods = ['pod.yaml', 'pod-with-mac.yaml', 'pod-tap-only.yaml'].map((file) => readExample(file, 'Pod'));
   for (const obj of [cm, ...pods]) t.equal(await schemaProblems(obj), '', `${obj.kind} ${obj.metadata.name} passes the API schema`);
   t.same(typeProblems([cm, ...pods]), [], 'no unknown or mistyped field');
 
@@ -285,29 +200,29 @@ t.test('the examples are valid objects that fit together', async (t) => {
   t.equal(keyOf(nad), NAD_KEY);
   t.same(Object.keys(nad).sort(), ['apiVersion', 'kind', 'metadata', 'spec']);
   t.same(Object.keys(nad.spec), ['config']);
-  t.equal(nad.metadata.annotations['k8s.v1.cni.cncf.io/resourceName'], resource, 'backed by the example resource');
-  const cniConfig = JSON.parse(nad.spec.config);
+  t.equal(nad.metadata.annotations?.['k8s.v1.cni.cncf.io/resourceName'], resource, 'backed by the example resource');
+  const cniConfig = JSON.parse(nad.spec.config) as { type?: unknown; name?: unknown; cniVersion?: unknown };
   t.equal(cniConfig.type, 'macvtap');
   t.equal(cniConfig.name, nad.metadata.name);
 
   // Pods: each asks for one device of that resource; the attached ones name the network.
   for (const pod of pods) {
-    const limits = pod.spec.containers.map((c: Obj) => c.resources?.limits ?? {});
+    const limits = pod.spec.containers.map((c) => c.resources?.limits ?? {});
     t.same(limits, [{ [resource]: 1 }], `${pod.metadata.name} requests one ${resource}`);
   }
   const [attached, withMac, tapOnly] = pods;
-  t.equal(attached.metadata.annotations['k8s.v1.cni.cncf.io/networks'], nad.metadata.name);
-  const selection = JSON.parse(withMac.metadata.annotations['k8s.v1.cni.cncf.io/networks']);
+  t.equal(attached.metadata.annotations?.['k8s.v1.cni.cncf.io/networks'], nad.metadata.name);
+  const selection = networkSelection(withMac);
   t.equal(selection.length, 1);
-  t.equal(selection[0].name, nad.metadata.name);
-  t.doesNotThrow(() => parseUnicastMac(selection[0].mac), 'the annotation carries a unicast MAC');
+  t.equal(selection[0]?.name, nad.metadata.name);
+  t.doesNotThrow(() => parseUnicastMac(selection[0]?.mac ?? ''), 'the annotation carries a unicast MAC');
   t.notOk(tapOnly.metadata.annotations?.['k8s.v1.cni.cncf.io/networks'], 'the tap-only pod is attached to no network');
 });
 
-t.test("the example network's CNI config is accepted by the plugin's own parser, as Multus delivers it", async (t) => {
-  const nad = readExample('dataplane-network.yaml');
-  const withMac = readExample('pod-with-mac.yaml');
-  const annotationMac = JSON.parse(withMac.metadata.annotations['k8s.v1.cni.cncf.io/networks'])[0].mac;
+t.test("the example network's CNI config is accepted by the plugin's own parser, as Multus delivers it", (t) => {
+  const nad = readExample('dataplane-network.yaml', 'NetworkAttachmentDefinition');
+  const withMac = readExample('pod-with-mac.yaml', 'Pod');
+  const annotationMac = networkSelection(withMac)[0]?.mac;
   // Multus adds the allocated device as "deviceID" and passes the annotation's MAC in CNI_ARGS.
   const delivered = { ...decodeConfig(nad.spec.config), deviceID: 'dataplaneMvp0' };
   const multusArgs =
@@ -321,7 +236,7 @@ t.test("the example network's CNI config is accepted by the plugin's own parser,
   });
   const conf = readConfig('ADD', delivered, env, {});
   t.match(conf, {
-    cniVersion: JSON.parse(nad.spec.config).cniVersion,
+    cniVersion: (JSON.parse(nad.spec.config) as { cniVersion?: unknown }).cniVersion,
     name: 'dataplane',
     type: 'macvtap',
     deviceID: 'dataplaneMvp0',
@@ -335,6 +250,7 @@ t.test("the example network's CNI config is accepted by the plugin's own parser,
     {},
   );
   t.equal(plain.mac, undefined, 'without a MAC in the annotation the macvtap keeps its own');
+  t.end();
 });
 
 t.test('the oracles reject what they should (a misspelt field, a bad enum value)', async (t) => {
@@ -346,11 +262,12 @@ t.test('the oracles reject what they should (a misspelt field, a bad enum value)
   };
   t.equal(await schemaProblems(ds), '');
   t.same(typeProblems([ds]), []);
-  const misspelt = structuredClone(ds) as Obj;
-  misspelt.spec.template.spec.containers[0].imagePullPolcy = 'Always';
+  // A field the Container type does not have: added through a plain record, as a typo in YAML would be.
+  const misspelt = structuredClone(ds);
+  Object.assign(misspelt.spec.template.spec.containers[0] as Record<string, unknown>, { imagePullPolcy: 'Always' });
   t.match(typeProblems([misspelt]).join('\n'), /imagePullPolcy/);
-  const badEnum = structuredClone(ds) as Obj;
-  badEnum.spec.template.spec.containers[0].imagePullPolicy = 'Sometimes';
+  const badEnum = structuredClone(ds);
+  Object.assign(badEnum.spec.template.spec.containers[0] as Record<string, unknown>, { imagePullPolicy: 'Sometimes' });
   t.match(await schemaProblems(badEnum), /imagePullPolicy must be equal to one of the allowed values/);
 });
 

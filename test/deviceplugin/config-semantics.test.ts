@@ -58,7 +58,7 @@ t.test('kubevirt configurations serve; a broken entry is skipped, the others ser
   t.match(bad, { source: 'DP_MACVTAP_CONF', value: '"fast"', problem: /entry 1 \(name "b"\), key "mode" = "fast": unknown mode/ });
 
   const d = await kubelet.allocate(res('d'), [['dMvp1']]);
-  const link = requireLink(ns, await hostLinkName('dMvp1'));
+  const link = requireLink(ns, hostLinkName('dMvp1'));
   t.equal(link.linkinfo?.info_data?.mode, 'bridge', '"Bridge" made a bridge-mode macvtap');
   t.equal(d.containerResponses[0].devices[0].hostPath, `/dev/tap${link.ifindex}`);
   await t.rejects(kubelet.allocate(res('c'), [['cMvp0']]), { code: 9, details: /has no lowerDevice in its configuration/ });
@@ -76,7 +76,7 @@ t.test('a lower device that appears later: unhealthy until it exists and is up',
   ip('-n', ns, 'link', 'set', 'later0', 'up');
   await kubelet.waitForDevices(res('late'), healthy(2), 3000);
   await kubelet.allocate(res('late'), [['lateMvp0']]);
-  t.equal(requireLink(ns, await hostLinkName('lateMvp0')).link, 'later0', 'Allocate works once it exists');
+  t.equal(requireLink(ns, hostLinkName('lateMvp0')).link, 'later0', 'Allocate works once it exists');
 });
 
 t.test(

@@ -86,7 +86,7 @@ t.test('Allocate makes a macvtap per device on the lower device, its tap node an
   for (const [c, container] of response.containerResponses.entries()) {
     for (const [i, spec] of container.devices.entries()) {
       const id = ids[c][i];
-      const name = await hostLinkName(id);
+      const name = hostLinkName(id);
       const link = requireLink(ns, name);
       t.equal(link.linkinfo?.info_kind, 'macvtap', `${id}: ${name} is a macvtap`);
       t.equal(link.linkinfo?.info_data?.mode, 'vepa', 'mode of the resource');
@@ -115,7 +115,7 @@ t.test('Allocate makes a macvtap per device on the lower device, its tap node an
 t.test('a stale link of the same name is replaced; a foreign /dev/tapN node is replaced', { skip: rootOnly }, async (t) => {
   const { ns } = makeLowerNetns(t);
   const idx = claimIfindexes(t, 16);
-  const name = await hostLinkName('dataplaneMvp3');
+  const name = hostLinkName('dataplaneMvp3');
   ip('-n', ns, 'link', 'add', 'link', 'lower0', 'name', name, 'index', String(idx[15]), 'type', 'macvtap', 'mode', 'private');
   // A link retired by an earlier run that crashed before deleting it.
   ip('-n', ns, 'link', 'add', 'link', 'lower0', 'name', `mvr${idx[14]}`, 'index', String(idx[14]), 'type', 'macvtap');
@@ -159,7 +159,7 @@ t.test('a failed Allocate leaves nothing behind and says what failed', { skip: r
   t.notOk(fs.existsSync(`/dev/tap${idx[0]}`) || fs.existsSync(`/dev/tap${idx[1]}`), 'no tap nodes');
 
   // A link of the name of the second device that is not a macvtap: refused, and left alone.
-  const blocker = await hostLinkName('dataplaneMvp1');
+  const blocker = hostLinkName('dataplaneMvp1');
   ip('-n', ns, 'link', 'add', blocker, 'type', 'veth', 'peer', 'name', 'blockpeer');
   const withBlocker = ipLinkNames(ns);
   await t.rejects(kubelet.allocate(RES, [['dataplaneMvp0', 'dataplaneMvp1']]), {
@@ -207,7 +207,7 @@ t.test('health follows the lower device: down, up, removed, back', { skip: rootO
   await kubelet.waitForDevices(RES, all('Healthy'), 2000);
   t.pass('back: Healthy');
   const res = await kubelet.allocate(RES, [['dataplaneMvp1']]);
-  t.equal(ipLink(ns, await hostLinkName('dataplaneMvp1'))?.link, 'lower0', 'Allocate works on the new lower device');
+  t.equal(ipLink(ns, hostLinkName('dataplaneMvp1'))?.link, 'lower0', 'Allocate works on the new lower device');
   t.equal(res.containerResponses[0].devices.length, 1);
 
   // Renaming the lower device away and back is a removal and a return.
@@ -258,7 +258,7 @@ t.test('Allocate, then the CNI executable consumes the device ID as Multus would
 
   const run = (command: string): { status: number | null; stdout: string; stderr: string } => {
     const r = spawnSync('ip', ['netns', 'exec', ns, process.execPath, cni], {
-      input: JSON.stringify({ cniVersion: '1.0.0', name: 'dataplane', type: 'macvtap', deviceID: 'dataplaneMvp2', stateDir }),
+      input: JSON.stringify({ cniVersion: '1.0.0', name: 'dataplane', type: 'macvtap', deviceID: 'dataplaneMvp2' }),
       env: {
         PATH: process.env.PATH,
         CNI_COMMAND: command,
@@ -266,6 +266,7 @@ t.test('Allocate, then the CNI executable consumes the device ID as Multus would
         CNI_NETNS: `/var/run/netns/${pod}`,
         CNI_IFNAME: 'net1',
         CNI_PATH: '/opt/cni/bin',
+        MACVTAP_CNI_STATE_DIR: stateDir,
         CNI_ARGS: 'IgnoreUnknown=true;K8S_POD_NAMESPACE=default;K8S_POD_NAME=vm;MAC=02:00:00:00:42:01',
       },
       encoding: 'utf8',

@@ -21,7 +21,7 @@ t.test('tap-only pod: the allocated /dev/tapN passes a frame both ways without a
 
   const res = await kubelet.allocate(RES, [['dataplaneMvp1']]);
   const spec = res.containerResponses[0].devices[0];
-  const link = ipLink(ns, await hostLinkName('dataplaneMvp1'));
+  const link = ipLink(ns, hostLinkName('dataplaneMvp1'));
   t.ok(link, 'the macvtap stays in the host namespace');
   if (!link?.address) throw new Error('allocated link not found');
   t.ok(link.flags.includes('UP'), 'Allocate leaves it up, as kubevirt does');

@@ -160,9 +160,8 @@ t.test(
       type: 'macvtap',
       deviceID: 'mvtsea0',
       mac: '02:00:5e:00:53:01',
-      stateDir,
     });
-    const env = { CNI_CONTAINERID: 'seatest1', CNI_NETNS: `/var/run/netns/${pod}`, CNI_IFNAME: 'net1' };
+    const env = { CNI_CONTAINERID: 'seatest1', CNI_NETNS: `/var/run/netns/${pod}`, CNI_IFNAME: 'net1', MACVTAP_CNI_STATE_DIR: stateDir };
 
     // ADD with TMPDIR on a noexec file system: the embedded addon must be loaded from somewhere else.
     const add = runWithoutNode({

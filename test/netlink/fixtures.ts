@@ -5,7 +5,7 @@
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import { Netns } from '../../lib/netlink';
-import { claimIfindexes, ip, ipLink, ipLinkNames, makeLowerNetns, makeNetns } from '../support/kernel';
+import { claimIfindexes, ip, ipLink, ipLinkNames, IpLink, makeLowerNetns, makeNetns } from '../support/kernel';
 
 type Teardown = { teardown(fn: () => void | Promise<void>): void };
 
@@ -30,7 +30,14 @@ export function openNamed(t: Teardown, ns: string): Netns {
 export function scratch(t: Teardown, opts: { mtu?: number; count?: number } = {}): Scratch {
   const { ns, lower } = makeLowerNetns(t, { mtu: opts.mtu });
   const h = openNamed(t, ns);
-  return { ns, h, lower, lowerIndex: ipLink(ns, lower).ifindex, idx: claimIfindexes(t, opts.count ?? 8) };
+  return { ns, h, lower, lowerIndex: oracle(ns, lower).ifindex, idx: claimIfindexes(t, opts.count ?? 8) };
+}
+
+/** The oracle's view of a link that must exist: throws (failing the test by name) when ip does not list it. */
+export function oracle(ns: string, name: string): IpLink {
+  const link = ipLink(ns, name);
+  if (!link) throw new Error(`ip does not list ${name} in namespace ${ns}`);
+  return link;
 }
 
 /** A second, empty namespace with a handle. */
@@ -69,6 +76,11 @@ export async function sleeperIn(t: Teardown, ns: string): Promise<number> {
     await new Promise((r) => setTimeout(r, 10));
   }
   throw new Error('sleeper did not enter the namespace');
+}
+
+/** Runs a sync twin as a promise, so that its throw becomes a rejection, as the async twin's does. */
+export function settled<T>(fn: () => T): Promise<T> {
+  return new Promise<T>((resolve) => resolve(fn()));
 }
 
 /** Lets pending uv_close callbacks run: a closed async socket's fd is released on the next loop turn. */

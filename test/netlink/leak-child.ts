@@ -6,14 +6,31 @@
  * argv: LOWER INDEX... (claimed ifindexes for the macvtaps it creates)
  */
 import * as fs from 'node:fs';
-import { NetlinkError, Netns } from '../../lib/netlink';
+import { NetlinkError, Netns, TapDevice } from '../../lib/netlink';
 
 const OPS = 10000;
 const [lower, ...indexArgs] = process.argv.slice(2);
 const indexes = indexArgs.map(Number);
 const gc = (globalThis as { gc?: () => void }).gc;
 
-function snapshot(): { fds: number; rss: number; heap: number; external: number } {
+export interface Snapshot {
+  fds: number;
+  rss: number;
+  heap: number;
+  external: number;
+}
+
+/** The one JSON line this child prints, read by leak.test.ts. */
+export interface LeakReport {
+  ops: number;
+  gc: boolean;
+  before: Snapshot;
+  after: Snapshot;
+  tap: TapDevice;
+  probeIndex: number;
+}
+
+function snapshot(): Snapshot {
   gc?.();
   gc?.();
   const m = process.memoryUsage();
@@ -99,7 +116,8 @@ async function main(): Promise<void> {
   const probe = h.createMacvtapSync({ name: 'lkprobe', lower, index: indexes[0] });
   const tap = h.tapDeviceSync('lkprobe');
   h.close();
-  process.stdout.write(`${JSON.stringify({ ops, gc: gc !== undefined, before, after, tap, probeIndex: probe.index })}\n`);
+  const report: LeakReport = { ops, gc: gc !== undefined, before, after, tap, probeIndex: probe.index };
+  process.stdout.write(`${JSON.stringify(report)}\n`);
 }
 
 main().catch((err: unknown) => {

@@ -3,7 +3,7 @@
 import * as fs from 'node:fs';
 import t from 'tap';
 import { NetlinkError, Netns, NETNS_RUN_DIR } from '../../lib/netlink';
-import { ip, openFdCount, removeNetns, rootOnly, uniqueName } from '../support/kernel';
+import { ip, ipLinks, openFdCount, removeNetns, rootOnly, uniqueName } from '../support/kernel';
 import { names, scratch, settle, sleeperIn } from './fixtures';
 
 const listed = (name: string): boolean =>
@@ -21,7 +21,7 @@ const threadNamespaces = (): string[] =>
     }
   });
 
-t.test('create and remove a named namespace, as ip netns add/del', { skip: rootOnly }, async (t) => {
+t.test('create and remove a named namespace, as ip netns add/del', { skip: rootOnly }, (t) => {
   const name = uniqueName('mvtns');
   t.teardown(() => removeNetns(name));
   const fds = openFdCount();
@@ -49,9 +49,10 @@ t.test('create and remove a named namespace, as ip netns add/del', { skip: rootO
     t.throws(() => Netns.create(bad as string), TypeError, `create ${JSON.stringify(bad)}`);
     t.throws(() => Netns.remove(bad as string), TypeError, `remove ${JSON.stringify(bad)}`);
   }
+  t.end();
 });
 
-t.test('a namespace made by ip netns add is usable, and one made here by ip', { skip: rootOnly }, async (t) => {
+t.test('a namespace made by ip netns add is usable, and one made here by ip', { skip: rootOnly }, (t) => {
   const name = uniqueName('mvtns');
   t.teardown(() => removeNetns(name));
   ip('netns', 'add', name);
@@ -63,6 +64,7 @@ t.test('a namespace made by ip netns add is usable, and one made here by ip', { 
   h.close();
   Netns.remove(name);
   t.notOk(listed(name), 'removed what ip made');
+  t.end();
 });
 
 t.test('current namespace, open by path, by pid', { skip: rootOnly }, async (t) => {
@@ -70,8 +72,8 @@ t.test('current namespace, open by path, by pid', { skip: rootOnly }, async (t) 
   const cur = Netns.current();
   t.teardown(() => cur.close());
   t.equal(cur.path, '/proc/self/ns/net');
-  const hostLinks = JSON.parse(ip('-j', 'link', 'show'))
-    .map((l: { ifname: string }) => l.ifname)
+  const hostLinks = ipLinks()
+    .map((l) => l.ifname)
     .sort();
   t.same(
     cur
@@ -161,7 +163,7 @@ t.test('no Node thread ever changes namespace', { skip: rootOnly }, async (t) =>
   t.equal(fs.readlinkSync('/proc/self/ns/net'), own);
 });
 
-t.test('errors are NetlinkError instances with typed fields', { skip: rootOnly }, async (t) => {
+t.test('errors are NetlinkError instances with typed fields', { skip: rootOnly }, (t) => {
   const err = (() => {
     try {
       Netns.open('/etc/hostname');
@@ -175,4 +177,5 @@ t.test('errors are NetlinkError instances with typed fields', { skip: rootOnly }
   t.equal(err.errno, 22);
   t.equal(err.code, 'EINVAL');
   t.equal(err.extack, undefined, 'no kernel text for a local check');
+  t.end();
 });

@@ -3,7 +3,7 @@
 import t, { Test } from 'tap';
 import { Link } from '../../lib/netlink';
 import { rootOnly } from '../support/kernel';
-import { claimIfindexes, ipLink, names, scratch } from './fixtures';
+import { claimIfindexes, ipLink, names, scratch, oracle } from './fixtures';
 
 /** Every field of the record against the oracle. */
 function sameAsOracle(t: Test, ns: string, link: Link | null, what: string): void {
@@ -11,7 +11,7 @@ function sameAsOracle(t: Test, ns: string, link: Link | null, what: string): voi
     t.fail(`${what}: no link`);
     return;
   }
-  const o = ipLink(ns, link.name);
+  const o = oracle(ns, link.name);
   t.equal(link.index, o.ifindex, `${what}: index`);
   t.equal(link.kind, o.linkinfo?.info_kind, `${what}: kind`);
   t.equal(link.mac, o.address, `${what}: mac`);

@@ -3,10 +3,10 @@
 import t from 'tap';
 import { LinkChanges, LinkRef, NetlinkError, Netns } from '../../lib/netlink';
 import { openFdCount, rootOnly } from '../support/kernel';
-import { hasFlag, ipLink, names, scratch } from './fixtures';
+import { hasFlag, ipLink, names, scratch, oracle, settled } from './fixtures';
 
 const twins = {
-  sync: async (h: Netns, ref: LinkRef, c: LinkChanges): Promise<void> => h.setLinkSync(ref, c),
+  sync: (h: Netns, ref: LinkRef, c: LinkChanges): Promise<void> => settled(() => h.setLinkSync(ref, c)),
   async: (h: Netns, ref: LinkRef, c: LinkChanges): Promise<void> => h.setLink(ref, c),
 };
 
@@ -24,10 +24,10 @@ t.test('each change on its own, by name and by ifindex', { skip: rootOnly }, asy
 
       const mac = `02:00:00:00:cc:0${n}`;
       await set(s.h, ref(), { mac });
-      t.equal(ipLink(s.ns, name).address, mac, `${what}: MAC`);
+      t.equal(oracle(s.ns, name).address, mac, `${what}: MAC`);
 
       await set(s.h, ref(), { mtu: 1300 });
-      t.equal(ipLink(s.ns, name).mtu, 1300, `${what}: MTU`);
+      t.equal(oracle(s.ns, name).mtu, 1300, `${what}: MTU`);
 
       await set(s.h, ref(), { promisc: true });
       t.ok(hasFlag(s.ns, name, 'PROMISC'), `${what}: promisc on`);
@@ -40,10 +40,10 @@ t.test('each change on its own, by name and by ifindex', { skip: rootOnly }, asy
       t.notOk(hasFlag(s.ns, name, 'UP'), `${what}: down`);
 
       await set(s.h, ref(), { alias: 'vm disk 7 / nic 0' });
-      t.equal(ipLink(s.ns, name).ifalias, 'vm disk 7 / nic 0', `${what}: alias`);
+      t.equal(oracle(s.ns, name).ifalias, 'vm disk 7 / nic 0', `${what}: alias`);
       t.equal(s.h.getLinkSync(index)?.alias, 'vm disk 7 / nic 0', `${what}: alias read back`);
       await set(s.h, ref(), { alias: '' });
-      t.equal(ipLink(s.ns, name).ifalias, undefined, `${what}: alias cleared`);
+      t.equal(oracle(s.ns, name).ifalias, undefined, `${what}: alias cleared`);
 
       const renamed = `ren${n}`;
       await set(s.h, ref(), { name: renamed });
@@ -61,7 +61,7 @@ t.test('all changes in one call', { skip: rootOnly }, async (t) => {
     s.h.createMacvtapSync({ name, lower: s.lower, index: s.idx[i] });
     const mac = `02:00:00:00:dd:0${i}`;
     await set(s.h, name, { mac, mtu: 1280, promisc: true, up: true, alias: 'all at once', name: `done${i}` });
-    const o = ipLink(s.ns, `done${i}`);
+    const o = oracle(s.ns, `done${i}`);
     t.equal(o?.ifindex, s.idx[i], `${twin}: renamed`);
     t.equal(o.address, mac, `${twin}: MAC`);
     t.equal(o.mtu, 1280, `${twin}: MTU`);
@@ -76,7 +76,7 @@ t.test('rename together with down takes the link down first', { skip: rootOnly }
   t.ok(hasFlag(s.ns, 'upnow', 'UP'));
   s.h.setLinkSync('upnow', { name: 'downnow', up: false });
   t.notOk(hasFlag(s.ns, 'downnow', 'UP'), 'down');
-  t.equal(ipLink(s.ns, 'downnow').ifindex, s.idx[0], 'renamed');
+  t.equal(oracle(s.ns, 'downnow').ifindex, s.idx[0], 'renamed');
   await s.h.setLink(s.idx[0], { name: 'upagain', up: true });
   t.ok(hasFlag(s.ns, 'upagain', 'UP'), 'renamed and up in one call');
 });

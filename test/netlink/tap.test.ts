@@ -49,7 +49,7 @@ t.test('tapDevice of a Link record: no lookup, same answer; a stale record fails
   t.throws(() => s.h.tapDeviceSync({ ...link, index: 0 }), RangeError, 'an invalid record fails before any syscall');
 });
 
-t.test('ensureTapNode: kept, created, replaced; owner, group and mode applied', { skip: rootOnly }, async (t) => {
+t.test('ensureTapNode: kept, created, replaced; owner, group and mode applied', { skip: rootOnly }, (t) => {
   const s = scratch(t);
   s.h.createMacvtapSync({ name: 'node0', lower: s.lower, index: s.idx[0] });
   s.h.createMacvtapSync({ name: 'node1', lower: s.lower, index: s.idx[1] });
@@ -96,9 +96,10 @@ t.test('ensureTapNode: kept, created, replaced; owner, group and mode applied', 
     [],
     'no temporary node left',
   );
+  t.end();
 });
 
-t.test('ensureTapNode: another directory, failures, invalid arguments', { skip: rootOnly }, async (t) => {
+t.test('ensureTapNode: another directory, failures, invalid arguments', { skip: rootOnly }, (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mvt-tap-'));
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
   // Any char device numbers will do in a private directory: /dev/null's.
@@ -124,4 +125,5 @@ t.test('ensureTapNode: another directory, failures, invalid arguments', { skip: 
   t.throws(() => ensureTapNode(dev, { uid: -2 }), RangeError);
   t.throws(() => ensureTapNode(dev, { gid: 'wheel' as unknown as number }), TypeError);
   t.same(fs.readdirSync(dir).sort(), ['plain', 'tap7'], 'failures left nothing behind');
+  t.end();
 });
