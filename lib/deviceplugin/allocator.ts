@@ -346,11 +346,6 @@ export class Allocator {
     if (isRetired(link)) this.reaper.add(link.name);
   }
 
-  /** Resolves when every queued retired link has been deleted. */
-  async drain(): Promise<void> {
-    await this.reaper.drain();
-  }
-
   private async create(linkName: string, lower: Link, resource: ResourceConfig, taken: Set<number> | undefined): Promise<Link> {
     // Down while pending; up from the commit on, as kubevirt's plugin makes it: a pod that consumes only
     // /dev/tapN (no CNI call) must get a tap that passes frames.
