@@ -17,19 +17,21 @@
  * (retired.ts).
  */
 import { randomBytes } from 'node:crypto';
-import * as fs from 'node:fs';
 import { setTimeout as delay } from 'node:timers/promises';
-import { charDeviceOf, ensureTapNode, Link, NetlinkError, Netns } from '../netlink';
+import { ensureTapNode, Link, NetlinkError, Netns } from '../netlink';
 import { hostLinkName, pendingLinkName, resourceName, retiredName } from '../naming';
 import { type AllocationRecord, type AllocationRequest, type DeviceLock, NodeState } from '../state';
 import { faultPoint } from '../util/faults';
 import { SerialQueue } from '../util/serial';
 import type { ResourceConfig } from './config';
 import { errorMessage, Logger } from '../util/log';
-import { recoverAllocations } from './recovery';
+import { recoverAllocations, removeTapNode } from './recovery';
+import { createInRange, IfindexRange, parseIfindexRange } from './ifindex-range';
 import { isRetired, Reaper } from './retired';
 
 export { isRetired, retiredName };
+export { parseIfindexRange };
+export type { IfindexRange };
 
 /** Why an Allocate failed; `kind` maps to a gRPC status code. */
 export class AllocateError extends Error {
@@ -39,22 +41,6 @@ export class AllocateError extends Error {
     this.name = 'AllocateError';
     this.kind = kind;
   }
-}
-
-/** An inclusive range of ifindexes Allocate picks from (`--ifindex-range FROM-TO`). */
-export interface IfindexRange {
-  from: number;
-  to: number;
-}
-
-/** Parses `FROM-TO` (1 <= FROM <= TO <= 2^31-1); returns a message instead when it is not one. */
-export function parseIfindexRange(text: string): IfindexRange | string {
-  const m = /^(\d{1,10})-(\d{1,10})$/.exec(text);
-  if (!m) return `expected FROM-TO (two ifindexes), got ${JSON.stringify(text)}`;
-  const from = Number(m[1]);
-  const to = Number(m[2]);
-  if (from < 1 || to > 0x7fffffff || from > to) return `expected 1 <= FROM <= TO <= 2147483647, got ${text}`;
-  return { from, to };
 }
 
 /** What Allocate made for one device. */
@@ -360,41 +346,12 @@ export class Allocator {
     if (isRetired(link)) this.reaper.add(link.name);
   }
 
-  /** Retired links waiting for deletion. */
-  get retiredPending(): number {
-    return this.reaper.pending;
-  }
-
-  /** Resolves when every queued retired link has been deleted. */
-  async drain(): Promise<void> {
-    await this.reaper.drain();
-  }
-
   private async create(linkName: string, lower: Link, resource: ResourceConfig, taken: Set<number> | undefined): Promise<Link> {
     // Down while pending; up from the commit on, as kubevirt's plugin makes it: a pod that consumes only
     // /dev/tapN (no CNI call) must get a tap that passes frames.
     const opts = { name: linkName, lower: lower.index, mode: resource.mode, txqueuelen: lower.txqueuelen, up: false };
     if (!this.range || !taken) return this.netns.createMacvtap(opts);
-    // Prefer indexes whose /dev/tap<i> name is unused, so no other namespace's node is replaced.
-    const free: number[] = [];
-    const nodeTaken: number[] = [];
-    for (let i = this.range.from; i <= this.range.to; i++) {
-      if (taken.has(i)) continue;
-      (fs.existsSync(`${this.devDir}/tap${i}`) ? nodeTaken : free).push(i);
-      if (free.length >= 64) break;
-    }
-    for (const index of [...free, ...nodeTaken]) {
-      try {
-        const link = await this.netns.createMacvtap({ ...opts, index });
-        taken.add(link.index);
-        return link;
-      } catch (err) {
-        // EEXIST: the index was taken since the dump; try the next.
-        if (!(err instanceof NetlinkError && err.code === 'EEXIST')) throw err;
-        taken.add(index);
-      }
-    }
-    throw new AllocateError('internal', `no free ifindex left in --ifindex-range ${this.range.from}-${this.range.to}`);
+    return createInRange(this.netns, opts, this.range, taken, this.devDir);
   }
 
   /**
@@ -414,10 +371,7 @@ export class Allocator {
         if (!(err instanceof NetlinkError && err.code === 'ENODEV'))
           log.error('cannot remove half-made link', { link: m.pendingName, ifindex: m.ifindex, err: errorMessage(err) });
       }
-      if (m.node) {
-        const now = charDeviceOf(m.node.path);
-        if (now && now.major === m.node.major && now.minor === m.node.minor) fs.rmSync(m.node.path, { force: true });
-      }
+      if (m.node) removeTapNode(m.node);
       if (m.recorded) records.add(m.deviceID);
     }
     for (const id of records) {

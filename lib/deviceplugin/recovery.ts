@@ -136,8 +136,11 @@ async function removePending(opts: RecoveryOptions, link: Link): Promise<void> {
   } catch (err) {
     if (!(err instanceof NetlinkError && err.code === 'ENODEV')) throw err;
   }
-  if (node) {
-    const now = charDeviceOf(node.path);
-    if (now && now.major === node.major && now.minor === node.minor) fs.rmSync(node.path, { force: true });
-  }
+  if (node) removeTapNode(node);
+}
+
+/** Removes a tap node if it is still the given char device (another namespace may have taken the name since). */
+export function removeTapNode(node: { path: string; major: number; minor: number }): void {
+  const now = charDeviceOf(node.path);
+  if (now && now.major === node.major && now.minor === node.minor) fs.rmSync(node.path, { force: true });
 }

@@ -107,10 +107,24 @@ export function faultCount(daemon: DaemonProcess): number {
   return daemon.stderr.split('\n').filter((l) => l.startsWith('macvtap-fault: ')).length;
 }
 
-/** Waits until the daemon wrote its `n`-th fault line (a paused daemon is then stopped). */
+/** Whether a process is stopped (state `T` in /proc/<pid>/stat). */
+function stopped(pid: number): boolean {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).startsWith('T');
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Waits until the daemon wrote its `n`-th fault line and, for a pause, has actually stopped: the line is written
+ * just before the SIGSTOP, and a SIGCONT sent in between would be lost.
+ */
 export async function waitForFault(daemon: DaemonProcess, n: number, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while (faultCount(daemon) < n) {
+  const lines = (): string[] => daemon.stderr.split('\n').filter((l) => l.startsWith('macvtap-fault: '));
+  while (lines().length < n || (lines()[n - 1].includes(' pause at ') && !stopped(daemon.pid))) {
     if (Date.now() > deadline) throw new Error(`no fault line ${n}; stderr: ${daemon.stderr}`);
     if (daemon.child.exitCode !== null || daemon.child.signalCode !== null) throw new Error(`the daemon ended: ${daemon.stderr}`);
     await sleep(5);
