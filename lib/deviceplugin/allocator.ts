@@ -29,41 +29,12 @@ import { errorMessage, Logger } from '../util/log';
 import { recoverAllocations } from './recovery';
 import { isRetired, Reaper } from './retired';
 
+import { AllocateError, type AllocatedDevice } from './allocate-types';
+import { createInRange, type IfindexRange } from './ifindex-range';
+
 export { isRetired, retiredName };
-
-/** Why an Allocate failed; `kind` maps to a gRPC status code. */
-export class AllocateError extends Error {
-  readonly kind: 'invalid' | 'precondition' | 'internal';
-  constructor(kind: AllocateError['kind'], message: string) {
-    super(message);
-    this.name = 'AllocateError';
-    this.kind = kind;
-  }
-}
-
-/** An inclusive range of ifindexes Allocate picks from (`--ifindex-range FROM-TO`). */
-export interface IfindexRange {
-  from: number;
-  to: number;
-}
-
-/** Parses `FROM-TO` (1 <= FROM <= TO <= 2^31-1); returns a message instead when it is not one. */
-export function parseIfindexRange(text: string): IfindexRange | string {
-  const m = /^(\d{1,10})-(\d{1,10})$/.exec(text);
-  if (!m) return `expected FROM-TO (two ifindexes), got ${JSON.stringify(text)}`;
-  const from = Number(m[1]);
-  const to = Number(m[2]);
-  if (from < 1 || to > 0x7fffffff || from > to) return `expected 1 <= FROM <= TO <= 2147483647, got ${text}`;
-  return { from, to };
-}
-
-/** What Allocate made for one device. */
-export interface AllocatedDevice {
-  deviceID: string;
-  linkName: string;
-  ifindex: number;
-  tapPath: string;
-}
+export { AllocateError, type AllocatedDevice } from './allocate-types';
+export { parseIfindexRange, type IfindexRange } from './ifindex-range';
 
 export interface AllocatorOptions {
   netns: Netns;
@@ -375,26 +346,7 @@ export class Allocator {
     // /dev/tapN (no CNI call) must get a tap that passes frames.
     const opts = { name: linkName, lower: lower.index, mode: resource.mode, txqueuelen: lower.txqueuelen, up: false };
     if (!this.range || !taken) return this.netns.createMacvtap(opts);
-    // Prefer indexes whose /dev/tap<i> name is unused, so no other namespace's node is replaced.
-    const free: number[] = [];
-    const nodeTaken: number[] = [];
-    for (let i = this.range.from; i <= this.range.to; i++) {
-      if (taken.has(i)) continue;
-      (fs.existsSync(`${this.devDir}/tap${i}`) ? nodeTaken : free).push(i);
-      if (free.length >= 64) break;
-    }
-    for (const index of [...free, ...nodeTaken]) {
-      try {
-        const link = await this.netns.createMacvtap({ ...opts, index });
-        taken.add(link.index);
-        return link;
-      } catch (err) {
-        // EEXIST: the index was taken since the dump; try the next.
-        if (!(err instanceof NetlinkError && err.code === 'EEXIST')) throw err;
-        taken.add(index);
-      }
-    }
-    throw new AllocateError('internal', `no free ifindex left in --ifindex-range ${this.range.from}-${this.range.to}`);
+    return createInRange(this.netns, opts, this.range, taken, this.devDir);
   }
 
   /**
