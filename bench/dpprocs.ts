@@ -14,7 +14,6 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ip } from '../test/support/kernel';
 import { KubeletStandIn } from '../test/support/kubelet';
-import { serveRegistration } from './h2register';
 
 export const RES = 'macvtap.network.kubevirt.io/dataplane';
 export const METRICS_PORT = 9735;
@@ -87,19 +86,10 @@ async function startNode(
 ): Promise<Node> {
   const ns = nodeNetns(cleanups, name, firstIndex);
   const pluginDir = path.join(dir, name, 'dp');
-  // A Go plugin registers through the minimal HTTP/2 server (see h2register.ts); the stand-in does the rest.
-  const kubelet = await KubeletStandIn.start(pluginDir, { external: goClient });
-  let registration = goClient ? await serveRegistration(kubelet.socketPath, (reg) => kubelet.acceptRegistration(reg)) : undefined;
-  cleanups.push(async () => {
-    registration?.close();
-    await kubelet.stop();
-  });
-  const restartKubelet = async (): Promise<void> => {
-    await kubelet.restart();
-    if (!registration) return;
-    registration.close();
-    registration = await serveRegistration(kubelet.socketPath, (reg) => kubelet.acceptRegistration(reg));
-  };
+  // A Go plugin (upstream's) sends its socket path as :authority: the stand-in's relay lets it register.
+  const kubelet = await KubeletStandIn.start(pluginDir, { grpcGoClients: goClient });
+  cleanups.push(() => kubelet.stop());
+  const restartKubelet = (): Promise<void> => kubelet.restart();
   const child = spawn('ip', ['netns', 'exec', ns, ...argv(ns, pluginDir)], { env, stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr?.setEncoding('utf8').on('data', (c: string) => (stderr = (stderr + c).slice(-4000)));

@@ -11,6 +11,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { lowerWithMacvtaps } from './hostns';
 import { median } from './stats';
 
 const ROOT = path.resolve(__dirname, '..', '..');
@@ -123,24 +124,7 @@ function main(): void {
     ];
     must('ip', ['netns', 'add', hostNs]);
     must('ip', ['netns', 'add', podNs]);
-    must('ip', ['-n', hostNs, 'link', 'add', 'lower0', 'type', 'veth', 'peer', 'name', 'peer0']);
-    must('ip', ['-n', hostNs, 'link', 'set', 'lower0', 'up']);
-    must('ip', [
-      '-n',
-      hostNs,
-      'link',
-      'add',
-      'link',
-      'lower0',
-      'name',
-      'mvtrt0',
-      'index',
-      String(IFINDEX),
-      'type',
-      'macvtap',
-      'mode',
-      'bridge',
-    ]);
+    for (const args of lowerWithMacvtaps(hostNs, [{ name: 'mvtrt0', index: IFINDEX }])) must('ip', args);
     const stateDir = path.join(work, 'state');
     const r = spawnSync(
       'ip',

@@ -14,6 +14,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { lowerWithMacvtaps } from './hostns';
 import { median } from './stats';
 
 const FIRST_INDEX = 45000;
@@ -141,24 +142,7 @@ function outer(): void {
   try {
     ip('netns', 'add', hostNs);
     ip('netns', 'add', podNs);
-    ip('-n', hostNs, 'link', 'add', 'lower0', 'type', 'veth', 'peer', 'name', 'peer0');
-    ip('-n', hostNs, 'link', 'set', 'lower0', 'up');
-    ip(
-      '-n',
-      hostNs,
-      'link',
-      'add',
-      'link',
-      'lower0',
-      'name',
-      'mvbench0',
-      'index',
-      String(FIRST_INDEX),
-      'type',
-      'macvtap',
-      'mode',
-      'bridge',
-    );
+    for (const args of lowerWithMacvtaps(hostNs, [{ name: 'mvbench0', index: FIRST_INDEX }])) ip(...args);
     fs.mkdirSync(path.join(stateDir, 'probe'), { mode: 0o700 });
     const r = spawnSync('ip', ['netns', 'exec', hostNs, process.execPath, __filename, '--inner', podNs, stateDir, String(iterations())], {
       stdio: 'inherit',

@@ -149,7 +149,7 @@ async function main(): Promise<number> {
     const work = await step(
       'create scratch directories (kubelet plugin dir, state dir)',
       () => {
-        const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'macvtap-demo-'));
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), `macvtap-demo-${process.pid}-`));
         td.teardown(() => fs.rmSync(dir, { recursive: true, force: true }), 'scratch dir');
         const pluginDir = path.join(dir, 'device-plugins');
         const stateDir = path.join(dir, 'state');

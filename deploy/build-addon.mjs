@@ -14,7 +14,9 @@
  * directory; later runs are make's incremental builds (about a second when nothing changed).
  */
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
@@ -55,6 +57,32 @@ function mirror(/** @type {string} */ from, /** @type {string} */ to) {
   }
 }
 
+/**
+ * The header directory as node-gyp is given it. gyp writes `-I<nodedir>/include/node` into its Makefile
+ * unquoted, so a checkout whose path has white space in it (`/home/a b/macvtap-cni`) would split it; such a
+ * directory is reached through a symlink in the temp dir instead, named by a hash of the real path.
+ * @param {string} nodedir
+ */
+function gypNodedir(nodedir) {
+  if (!/\s/.test(nodedir)) return nodedir;
+  const link = path.join(os.tmpdir(), `macvtap-cni-nodedir-${createHash('sha256').update(nodedir).digest('hex').slice(0, 16)}`);
+  if (/\s/.test(link)) throw new RuntimeError(`the temp dir ${os.tmpdir()} has white space in its path: node-gyp cannot use it either`);
+  let current;
+  try {
+    current = fs.readlinkSync(link);
+  } catch {
+    current = undefined;
+  }
+  if (current !== nodedir) {
+    // Replaced by rename, so a concurrent build never sees the link missing.
+    const temp = `${link}.${process.pid}.tmp`;
+    fs.rmSync(temp, { force: true });
+    fs.symlinkSync(nodedir, temp);
+    fs.renameSync(temp, link);
+  }
+  return link;
+}
+
 /** Runs a tool with its output shown only when it fails. */
 function run(/** @type {string} */ file, /** @type {string[]} */ args, /** @type {{ cwd: string, env: Record<string, string> }} */ opts) {
   try {
@@ -69,7 +97,7 @@ function run(/** @type {string} */ file, /** @type {string[]} */ args, /** @type
 /** Builds the addon for `arch`; returns the prebuild's path. @param {string} arch */
 export function buildAddon(arch = process.arch) {
   checkArch(arch);
-  const nodedir = hostRuntimeDir();
+  const nodedir = gypNodedir(hostRuntimeDir());
   const { env, strip } = toolchain(arch);
   const cwd = arch === process.arch ? ROOT : path.join(CACHE, `addon-linux-${arch}`);
   if (cwd !== ROOT) {
@@ -131,7 +159,7 @@ export const SANITIZE_FLAGS = '-fsanitize=address,undefined -fno-omit-frame-poin
  * of the unstripped result. gyp's Makefile adds CFLAGS/CXXFLAGS/LDFLAGS from the environment to its own.
  */
 export function buildSanitizedAddon() {
-  const nodedir = hostRuntimeDir();
+  const nodedir = gypNodedir(hostRuntimeDir());
   const cwd = path.join(CACHE, 'addon-sanitize');
   fs.mkdirSync(cwd, { recursive: true });
   for (const entry of ['binding.gyp', 'native']) mirror(path.join(ROOT, entry), path.join(cwd, entry));

@@ -26,7 +26,7 @@ import { lockDevice, openState, stateFailure } from './state';
 import { makeTapNode, restoreTapNode, tapNodeState } from './tap-node';
 import { addResult } from './version';
 
-/** Milliseconds spent per phase, logged at debug level (bench/cni.ts reads `move` and `set`). */
+/** Milliseconds spent per phase, logged at debug level. */
 class Phases {
   private last = performance.now();
   private readonly parts: string[] = [];
@@ -44,10 +44,11 @@ export async function cmdAdd(env: Environment, conf: NetConf): Promise<unknown> 
   // Every input was validated (plugin.ts: readEnvironment, readConfig) before this point; this is the place for
   // further checks that must precede any change (none of the steps below changes anything before `record`).
   const deviceID = conf.deviceID as string;
+  const phases = new Phases();
   // The kubelet's word on whose device this is, before the state directory or any namespace is even opened.
   const ownership = checkOwnership(env, deviceID, conf.host);
+  phases.mark('ownership');
   const key = { deviceID, containerID: env.containerId, ifname: env.ifname };
-  const phases = new Phases();
   const scope = new Scope();
   const rollback = new Rollback();
   try {
@@ -109,19 +110,17 @@ export async function cmdAdd(env: Environment, conf: NetConf): Promise<unknown> 
 
       const before = tapNodeState(link.index);
       if (before) rollback.onFailure('restore the tap node', () => restoreTapNode(host, link.index, before));
-      // Move it in, renamed to CNI_IFNAME and keeping its ifindex (one request).
-      rollback.begin('move the link into the container namespace');
+      // Move it in, renamed to CNI_IFNAME, keeping its ifindex, and configure it: one RTM_SETLINK (the kernel moves
+      // first and applies the rest in the pod; test/netlink/batch.test.ts). A refusal half-way is undone by
+      // moveLinkSync itself; the rollback then finds the link in the host and restores it.
+      rollback.begin('move the link into the container namespace and set MAC, MTU, promisc and up');
       rollback.onFailure('return the link to the host', () => {
         finishRelease(host, record, 'rollback');
       });
-      host.moveLinkSync(link.index, pod, { name: env.ifname, index: link.index });
-      phases.mark('move');
+      const settings = { mac: conf.mac, mtu: conf.mtu, promisc: conf.promiscMode, up: true };
+      host.moveLinkSync(link, pod, { name: env.ifname, index: link.index, ...settings });
+      phases.mark('move+set');
       faultPoint('ADD', 'moved');
-
-      // Configure it (one request).
-      rollback.begin('set MAC, MTU, promisc and up');
-      pod.setLinkSync(link.index, { mac: conf.mac, mtu: conf.mtu, promisc: conf.promiscMode, up: true });
-      phases.mark('set');
       rollback.begin('read the configured link');
       const done = pod.getLinkSync(link.index);
       if (!done || done.name !== env.ifname)

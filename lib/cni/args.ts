@@ -31,6 +31,8 @@ const UID_RE = /^[A-Za-z0-9][A-Za-z0-9-]{0,63}$/;
 
 /** Why the value of a K8S_POD_* key cannot be what the runtime sends, or undefined (other keys: not checked). */
 function valueProblem(key: string, value: string): string | undefined {
+  // Empty: the runtime did not know it (treated as not given).
+  if (value === '') return undefined;
   switch (key) {
     case 'K8S_POD_NAMESPACE':
       return value.length <= 63 && LABEL_RE.test(value) ? undefined : 'is not a namespace name (a DNS-1123 label)';
@@ -39,7 +41,7 @@ function valueProblem(key: string, value: string): string | undefined {
     case 'K8S_POD_UID':
       return UID_RE.test(value) ? undefined : 'is not a pod UID (letters, digits and "-", at most 64)';
     case 'K8S_POD_INFRA_CONTAINER_ID':
-      return value === '' || !containerIdProblem(value) ? undefined : 'is not a container ID';
+      return containerIdProblem(value) ? 'is not a container ID' : undefined;
   }
   return undefined;
 }

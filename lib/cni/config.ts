@@ -80,6 +80,14 @@ export interface NetConf {
   validAttachments: Attachment[] | undefined;
 }
 
+/**
+ * The message for an ID the state module's check refused: a length or type problem as it says, a wrong character
+ * as "<value> is not a valid <what>" (the value quoted by show(): escaped and short).
+ */
+function idMessage(value: unknown, problem: string, what: string): string {
+  return typeof value === 'string' && problem.startsWith('"') ? `${show(value)} is not a valid ${what}` : problem;
+}
+
 function envError(msg: string, details = ''): CniError {
   return new CniError(ErrorCode.InvalidEnvironment, msg, details);
 }
@@ -104,7 +112,7 @@ export function readEnvironment(command: Command, env: NodeJS.ProcessEnv): Envir
   const idProblem = containerIdProblem(containerId);
   if (idProblem) {
     throw envError(
-      `CNI_CONTAINERID ${idProblem.startsWith('"') ? show(containerId) : idProblem}${idProblem.startsWith('"') ? ' is not a valid container ID' : ''}`,
+      `CNI_CONTAINERID ${idMessage(containerId, idProblem, 'container ID')}`,
       'it must start with a letter or digit, followed by letters, digits, "_", "." or "-" (at most 96)',
     );
   }
@@ -172,6 +180,8 @@ function integerKey(value: unknown, key: string, min: number, max: number): numb
 }
 
 function macValue(value: unknown, source: MacSource, code: number): string {
+  // The netlink module's messages quote the whole value; a MAC has at most 17 characters.
+  if (typeof value === 'string' && value.length > 64) throw new CniError(code, `${source} ${show(value)} is not a MAC address`);
   try {
     return formatMac(parseUnicastMac(value, source));
   } catch (err) {
@@ -237,7 +247,7 @@ export function readConfig(
     const problem = typeof value !== 'string' || value === '' ? `must be a non-empty string, got ${show(value)}` : deviceIdProblem(value);
     if (problem) {
       const err = configError(
-        `${key} ${problem.startsWith('"') ? `${show(value)} is not a valid device ID` : problem}`,
+        `${key} ${idMessage(value, problem, 'device ID')}`,
         'a device ID is 1-90 characters of A-Z, a-z, 0-9, ".", "_" and "-", not starting with "."',
       );
       // DEL: an ID that can name no state file was never attached; the record (if any) says what to release.

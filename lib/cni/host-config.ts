@@ -13,6 +13,7 @@
  * that fails any of that, is not a JSON object, or has an unknown key or a bad value is code 111: the plugin never
  * guesses a policy (a typo must not turn `enforce` into the default silently).
  */
+import { isUtf8 } from 'node:buffer';
 import { closeSync, constants, fstatSync, lstatSync, openSync, readSync, statSync, type Stats } from 'node:fs';
 import { dirname, isAbsolute, join } from 'node:path';
 import { DEFAULT_KUBELET_ROOT } from '../kubelet/checkpoint';
@@ -147,11 +148,9 @@ function readTrusted(file: string): string | undefined {
     let n = 0;
     for (let got = -1; got !== 0 && n <= MAX_BYTES; n += got) got = readSync(fd, buf, n, buf.length - n, null);
     if (n > MAX_BYTES) throw hostError(`the host configuration ${file} is above ${MAX_BYTES} bytes`);
-    try {
-      return new TextDecoder('utf-8', { fatal: true }).decode(buf.subarray(0, n));
-    } catch {
-      throw hostError(`the host configuration ${file} is not UTF-8`);
-    }
+    const bytes = buf.subarray(0, n);
+    if (!isUtf8(bytes)) throw hostError(`the host configuration ${file} is not UTF-8`);
+    return bytes.toString('utf8');
   } finally {
     closeSync(fd);
   }

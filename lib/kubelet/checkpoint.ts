@@ -26,6 +26,7 @@
  * to verify old files); verifying it would let a kubelet upgrade refuse every ADD on the node. Multus, which
  * reads the same file for device IDs, does not verify it either.
  */
+import { isUtf8 } from 'node:buffer';
 import { closeSync, constants, fstatSync, lstatSync, openSync, readSync, type Stats } from 'node:fs';
 import { dirname, join } from 'node:path';
 
@@ -84,6 +85,8 @@ function typeName(v: Json): string {
   return typeof v === 'object' ? 'an object' : `${typeof v} ${JSON.stringify(v)}`;
 }
 
+const NUMA_KEY = /^-?\d{1,19}$/;
+
 function isObject(v: Json): v is Record<string, Json> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
@@ -107,18 +110,20 @@ export function parseCheckpoint(text: string, source = CHECKPOINT_NAME): DeviceC
   const bootID = doc.BootID;
   if (bootID !== undefined && typeof bootID !== 'string') throw corrupt(`BootID is ${typeName(bootID)}, not a string`);
 
-  const stringList = (v: Json, where: string): string[] => {
+  // Field paths for messages are built only on failure (`where()`): the CNI reads this file in a cold process on
+  // every ADD, so the loop over a full node's entries allocates nothing it does not keep.
+  const stringList = (v: Json, where: () => string): string[] => {
     if (v === null) return [];
-    if (!Array.isArray(v)) throw corrupt(`${where} is ${typeName(v)}, not a list of device IDs`);
+    if (!Array.isArray(v)) throw corrupt(`${where()} is ${typeName(v)}, not a list of device IDs`);
     for (let i = 0; i < v.length; i++) {
-      if (typeof v[i] !== 'string') throw corrupt(`${where}[${i}] is ${typeName(v[i] as Json)}, not a string`);
+      if (typeof v[i] !== 'string') throw corrupt(`${where()}[${i}] is ${typeName(v[i] as Json)}, not a string`);
     }
     return v as string[];
   };
-  const requiredString = (entry: Record<string, Json>, key: string, where: string, nonEmpty: boolean): string => {
+  const requiredString = (entry: Record<string, Json>, key: string, where: () => string, nonEmpty: boolean): string => {
     const v = entry[key];
-    if (typeof v !== 'string') throw corrupt(`${where}.${key} is ${v === undefined ? 'missing' : typeName(v)}, not a string`);
-    if (nonEmpty && v === '') throw corrupt(`${where}.${key} is empty`);
+    if (typeof v !== 'string') throw corrupt(`${where()}.${key} is ${v === undefined ? 'missing' : typeName(v)}, not a string`);
+    if (nonEmpty && v === '') throw corrupt(`${where()}.${key} is empty`);
     return v;
   };
 
@@ -128,9 +133,11 @@ export function parseCheckpoint(text: string, source = CHECKPOINT_NAME): DeviceC
   const rawEntries = data.PodDeviceEntries;
   if (rawEntries !== null && rawEntries !== undefined && !Array.isArray(rawEntries))
     throw corrupt(`Data.PodDeviceEntries is ${typeName(rawEntries)}, not a list`);
-  for (const [i, raw] of (rawEntries ?? []).entries()) {
-    const where = `Data.PodDeviceEntries[${i}]`;
-    if (!isObject(raw)) throw corrupt(`${where} is ${typeName(raw)}, not an object`);
+  const list: Json[] = rawEntries ?? [];
+  for (let i = 0; i < list.length; i++) {
+    const raw = list[i];
+    const where = (): string => `Data.PodDeviceEntries[${i}]`;
+    if (!isObject(raw)) throw corrupt(`${where()} is ${typeName(raw)}, not an object`);
     const podUID = requiredString(raw, 'PodUID', where, true);
     const containerName = requiredString(raw, 'ContainerName', where, false);
     const resourceName = requiredString(raw, 'ResourceName', where, true);
@@ -138,23 +145,24 @@ export function parseCheckpoint(text: string, source = CHECKPOINT_NAME): DeviceC
     let deviceIDs: string[];
     if (Array.isArray(ids)) {
       sawV1 = true;
-      deviceIDs = stringList(ids, `${where}.DeviceIDs`);
+      deviceIDs = stringList(ids, () => `${where()}.DeviceIDs`);
     } else if (isObject(ids)) {
       sawV2 = true;
       deviceIDs = [];
-      for (const [numa, list] of Object.entries(ids)) {
+      for (const numa in ids) {
         // Go writes map[int64] keys as decimal strings.
-        if (!/^-?\d{1,19}$/.test(numa)) throw corrupt(`${where}.DeviceIDs has key ${JSON.stringify(numa)}, not a NUMA node number`);
-        deviceIDs.push(...stringList(list, `${where}.DeviceIDs[${JSON.stringify(numa)}]`));
+        if (!NUMA_KEY.test(numa)) throw corrupt(`${where()}.DeviceIDs has key ${JSON.stringify(numa)}, not a NUMA node number`);
+        const ofNode = stringList(ids[numa], () => `${where()}.DeviceIDs[${JSON.stringify(numa)}]`);
+        deviceIDs = deviceIDs.length ? deviceIDs.concat(ofNode) : ofNode;
       }
     } else if (ids === null) {
       deviceIDs = [];
     } else {
-      throw corrupt(`${where}.DeviceIDs is ${ids === undefined ? 'missing' : typeName(ids)}, not a map of NUMA node to device IDs`);
+      throw corrupt(`${where()}.DeviceIDs is ${ids === undefined ? 'missing' : typeName(ids)}, not a map of NUMA node to device IDs`);
     }
     const alloc = raw.AllocResp;
     if (alloc !== undefined && alloc !== null && typeof alloc !== 'string')
-      throw corrupt(`${where}.AllocResp is ${typeName(alloc)}, not base64`);
+      throw corrupt(`${where()}.AllocResp is ${typeName(alloc)}, not base64`);
     entries.push({ podUID, containerName, resourceName, deviceIDs });
   }
   if (sawV1 && sawV2) throw corrupt('PodDeviceEntries mix the kubelet <= 1.19 (list) and >= 1.20 (per NUMA node) DeviceIDs formats');
@@ -164,7 +172,10 @@ export function parseCheckpoint(text: string, source = CHECKPOINT_NAME): DeviceC
   if (registered !== null && registered !== undefined) {
     if (!isObject(registered)) throw corrupt(`Data.RegisteredDevices is ${typeName(registered)}, not an object`);
     for (const [resource, list] of Object.entries(registered)) {
-      registeredDevices.set(resource, stringList(list, `Data.RegisteredDevices[${JSON.stringify(resource)}]`));
+      registeredDevices.set(
+        resource,
+        stringList(list, () => `Data.RegisteredDevices[${JSON.stringify(resource)}]`),
+      );
     }
   }
   return { format: sawV1 ? 'v1' : 'v2', entries, registeredDevices, checksum, bootID };
@@ -231,13 +242,9 @@ export function readCheckpoint(path: string, maxBytes = MAX_CHECKPOINT_BYTES): D
   } finally {
     closeSync(fd);
   }
-  let text: string;
-  try {
-    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
-  } catch {
-    throw new CheckpointError('corrupt', path, `kubelet checkpoint ${path} is corrupt: not UTF-8`);
-  }
-  return parseCheckpoint(text, path);
+  // isUtf8 is native and needs no decoder set-up (a TextDecoder costs a cold CNI process milliseconds).
+  if (!isUtf8(bytes)) throw new CheckpointError('corrupt', path, `kubelet checkpoint ${path} is corrupt: not UTF-8`);
+  return parseCheckpoint(bytes.toString('utf8'), path);
 }
 
 /** Reads to EOF, refusing to go past `maxBytes` (the file may grow between fstat and read). */

@@ -112,24 +112,28 @@ export class DeviceLock {
 
   /** Waits (sleeping) for the lock; throws LockTimeout after `timeoutMs`, StateError when the file cannot be used. */
   static acquire(dir: StateSubdir, deviceID: string, opts: LockOptions): DeviceLock {
-    const name = lockName(deviceID);
-    const timeout = opts.timeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS;
-    const start = performance.now();
-    let sleep = FIRST_SLEEP_MS;
-    let fd: number | undefined;
-    for (;;) {
-      const r = attempt(dir, name, fd);
-      if (r.locked) return new DeviceLock(dir, deviceID, name, r.fd, opts.holder);
-      fd = r.fd;
-      const waited = performance.now() - start;
-      if (waited >= timeout) throw DeviceLock.timedOut(dir, deviceID, name, fd, waited);
-      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, Math.min(sleep, timeout - waited));
-      sleep = Math.min(sleep * 2, MAX_SLEEP_MS);
+    const wait = DeviceLock.attempts(dir, deviceID, opts);
+    for (let step = wait.next(); ; step = wait.next()) {
+      if (step.done) return step.value;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, step.value);
     }
   }
 
   /** The same wait without blocking the event loop (the device plugin's). */
   static async acquireAsync(dir: StateSubdir, deviceID: string, opts: LockOptions): Promise<DeviceLock> {
+    const wait = DeviceLock.attempts(dir, deviceID, opts);
+    for (let step = wait.next(); ; step = wait.next()) {
+      if (step.done) return step.value;
+      await delay(step.value);
+    }
+  }
+
+  /**
+   * The wait itself, for both drivers (as lib/netlink's operations have one generator and two drivers): tries
+   * the lock, yields how many ms to sleep before the next try (backing off), returns the lock, or throws
+   * LockTimeout once `timeoutMs` have passed.
+   */
+  private static *attempts(dir: StateSubdir, deviceID: string, opts: LockOptions): Generator<number, DeviceLock, void> {
     const name = lockName(deviceID);
     const timeout = opts.timeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS;
     const start = performance.now();
@@ -141,7 +145,7 @@ export class DeviceLock {
       fd = r.fd;
       const waited = performance.now() - start;
       if (waited >= timeout) throw DeviceLock.timedOut(dir, deviceID, name, fd, waited);
-      await delay(Math.min(sleep, timeout - waited));
+      yield Math.min(sleep, timeout - waited);
       sleep = Math.min(sleep * 2, MAX_SLEEP_MS);
     }
   }

@@ -3,13 +3,38 @@
  * plugin and the real CNI executable, and moves real frames through /dev/tapN. Also: it leaves nothing behind
  * when interrupted, and refuses politely without root.
  */
-import t from 'tap';
+import t, { Test } from 'tap';
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import * as os from 'node:os';
+import { buildSync } from 'esbuild';
 import { ip, rootOnly } from '../support/kernel';
 
-const DEMO = path.resolve(__dirname, '..', '..', 'dist', 'bin', 'demo.js');
+const ROOT = path.resolve(__dirname, '..', '..');
+const DEMO = path.join(ROOT, 'dist', 'bin', 'demo.js');
+
+/**
+ * What the unprivileged run needs, in a world-readable temp dir: the checkout may sit where other users cannot
+ * reach (a home directory, a `mktemp -d` dir), and then uid 65534 could run neither its node nor its demo. The
+ * node binary is linked (same file system) or copied; the demo is bundled, so it needs nothing of the checkout.
+ */
+function unprivilegedCopy(t: Test): { node: string; demo: string } {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mvt-demo-unpriv-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  fs.chmodSync(dir, 0o755);
+  const node = path.join(dir, 'node');
+  try {
+    fs.linkSync(process.execPath, node);
+  } catch {
+    fs.copyFileSync(process.execPath, node);
+    fs.chmodSync(node, 0o755);
+  }
+  const demo = path.join(dir, 'demo.js');
+  buildSync({ entryPoints: [path.join(ROOT, 'bin', 'demo.ts')], bundle: true, platform: 'node', outfile: demo, logLevel: 'error' });
+  fs.chmodSync(demo, 0o644);
+  return { node, demo };
+}
 
 interface Run {
   code: number | null;
@@ -18,11 +43,11 @@ interface Run {
   pid: number;
 }
 
-function runDemo(opts: { interruptWhen?: RegExp; uid?: number } = {}): Promise<Run> {
+function runDemo(opts: { interruptWhen?: RegExp; uid?: number; copy?: { node: string; demo: string } } = {}): Promise<Run> {
   return new Promise((resolve, reject) => {
     // An unprivileged child cannot write tap's coverage/processinfo files: `env -i` drops what tap injects.
-    const [cmd, args] =
-      opts.uid === undefined ? [process.execPath, [DEMO]] : ['env', ['-i', `PATH=${process.env.PATH}`, process.execPath, DEMO]];
+    const { node, demo } = opts.copy ?? { node: process.execPath, demo: DEMO };
+    const [cmd, args] = opts.uid === undefined ? [node, [demo]] : ['env', ['-i', `PATH=${process.env.PATH}`, node, demo]];
     const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], uid: opts.uid, gid: opts.uid });
     let stdout = '';
     let stderr = '';
@@ -48,7 +73,8 @@ function leftovers(pid: number): string[] {
     .filter((n) => n.endsWith(`-${pid}`) && n.startsWith('mvtdemo-'));
   const scratch = fs
     .readdirSync('/tmp')
-    .filter((f) => f.startsWith('macvtap-demo-'))
+    // Only this run's (its pid is in the name): another demo may run at the same time.
+    .filter((f) => f.startsWith(`macvtap-demo-${pid}-`))
     .map((f) => `/tmp/${f}`)
     .filter((d) => fs.existsSync(path.join(d, 'device-plugins')));
   return [...namespaces, ...scratch];
@@ -82,7 +108,7 @@ t.test('Ctrl-C in the middle tears everything down', { skip: rootOnly }, async (
 });
 
 t.test('without root it says so in one line and exits non-zero', { skip: rootOnly }, async (t) => {
-  const run = await runDemo({ uid: 65534 });
+  const run = await runDemo({ uid: 65534, copy: unprivilegedCopy(t) });
   t.equal(run.code, 1);
   t.equal(run.stdout, '');
   t.equal(run.stderr.trim().split('\n').length, 1, 'one line');

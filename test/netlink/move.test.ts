@@ -3,7 +3,7 @@
 import t from 'tap';
 import { MoveOptions, Netns, NetnsTarget } from '../../lib/netlink';
 import { openFdCount, rootOnly, sysfsTapDev } from '../support/kernel';
-import { emptyNetns, hasFlag, ipLink, names, scratch, sleeperIn, oracle, settled } from './fixtures';
+import { emptyNetns, hasFlag, ipLink, names, scratch, sleeperIn, oracle, settle, settled } from './fixtures';
 
 const twins = {
   sync: (h: Netns, ref: string | number, to: NetnsTarget, o?: MoveOptions): Promise<void> => settled(() => h.moveLinkSync(ref, to, o)),
@@ -118,6 +118,7 @@ t.test('a failed move leaves the link where it was', { skip: rootOnly }, async (
   t.same({ ...after, operstate: undefined }, { ...before.src, operstate: undefined }, 'link as it was');
   t.same(names(s.ns), before.srcNames, 'source links unchanged');
   t.same(names(dst.ns), before.dstNames, 'target links unchanged');
+  await settle(); // a closed async socket's fd is released in its uv_close callback, on a later loop turn
   t.equal(openFdCount(), before.fds, 'no fd left behind');
   t.ok(hasFlag(s.ns, 'stay0', 'UP'));
 });

@@ -136,3 +136,29 @@ t.test("a FIFO as the host's log file does not hang the plugin: it logs to stder
   t.equal(run(s, { command: 'DEL', config: nad({ deviceID: d.deviceID }), ownership: 'off' }).status, 0);
   t.end();
 });
+
+const SEA = path.resolve(__dirname, '..', '..', 'dist', 'host', 'macvtap');
+
+t.test(
+  'the single executable reads macvtap.conf.json next to itself',
+  { skip: rootOnly || (!fs.existsSync(SEA) && 'no dist/host/macvtap') },
+  (t) => {
+    // A hard link in a directory of its own (its path, not the original's, is the executable's: /proc/self/exe).
+    const dir = fs.mkdtempSync(path.join(path.dirname(SEA), '.sec-'));
+    t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+    const exe = path.join(dir, 'macvtap');
+    fs.linkSync(SEA, exe);
+    const state = path.join(dir, 'state');
+    fs.writeFileSync(path.join(dir, 'macvtap.conf.json'), JSON.stringify({ stateDir: state }), { mode: 0o644 });
+    const status = (): ReturnType<typeof spawnSync> =>
+      spawnSync(exe, [], { env: { CNI_COMMAND: 'STATUS' }, input: JSON.stringify(nad()), encoding: 'utf8', timeout: 20_000 });
+    const ok = status();
+    t.equal(ok.status, 0, `STATUS (${String(ok.stdout)})`);
+    t.ok(fs.statSync(path.join(state, 'locks')).isDirectory(), "STATUS probed the file's stateDir");
+    fs.writeFileSync(path.join(dir, 'macvtap.conf.json'), '{"ownershp": "off"}');
+    const bad = status();
+    t.equal(bad.status, 1);
+    t.match(JSON.parse(String(bad.stdout)), { code: 111, msg: /unknown key "ownershp"/ }, 'a misspelt key: 111');
+    t.end();
+  },
+);

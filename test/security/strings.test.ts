@@ -64,6 +64,13 @@ t.test('"/", "..", control characters, 10 kB and non-strings: refused with a sho
       { command: 'ADD', config: nad({ deviceID: d.deviceID, type: '../macvtap' }) },
       /type "\.\.\/macvtap" is not a plugin name/,
     ],
+    [
+      'mac 10 kB',
+      7,
+      { command: 'ADD', config: nad({ deviceID: d.deviceID, mac: long }) },
+      /config mac "a{64}"\.\.\. \(10000 characters\) is not a MAC/,
+    ],
+    ['CNI_ARGS MAC 10 kB', 4, { command: 'ADD', config: nad({ deviceID: d.deviceID }), args: `MAC=${long}` }, /CNI_ARGS MAC "a{64}"\.\.\./],
     ['mac a list', 7, { command: 'ADD', config: nad({ deviceID: d.deviceID, mac: [1] }) }, /mac/],
     ['cniVersion a number', 6, { command: 'ADD', config: nad({ deviceID: d.deviceID, cniVersion: 1 }) }, /cniVersion must be a string/],
     [

@@ -106,28 +106,15 @@ export class KubeletStandIn extends EventEmitter {
     if (opts.grpcGoClients) this.relay = { dir: fs.mkdtempSync(path.join(os.tmpdir(), 'kubelet-relay-')) };
   }
 
-  /**
-   * Serves Registration on `<dir>/kubelet.sock` (the directory is created if needed). With `external`, another
-   * server owns kubelet.sock (bench/h2register.ts, for Go clients: see there) and hands registrations to
-   * acceptRegistration(); restart() still deletes every socket, then the other server serves again.
-   */
-  static async start(dir: string, opts: StandInOptions & { external?: boolean } = {}): Promise<KubeletStandIn> {
+  /** Serves Registration on `<dir>/kubelet.sock` (the directory is created if needed). */
+  static async start(dir: string, opts: StandInOptions = {}): Promise<KubeletStandIn> {
     fs.mkdirSync(dir, { recursive: true });
     const kubelet = new KubeletStandIn(dir, opts);
-    kubelet.external = opts.external ?? false;
     await kubelet.serve();
     return kubelet;
   }
 
-  private external = false;
-
-  /** Accepts a registration that arrived through another Registration server (see start's `external`). */
-  acceptRegistration(reg: Omit<Registration, 'at'>): Promise<void> {
-    return this.register({ ...reg, at: process.hrtime.bigint() });
-  }
-
   private async serve(): Promise<void> {
-    if (this.external) return;
     fs.rmSync(this.socketPath, { force: true });
     // Behind the relay, the gRPC server listens in a private directory and kubelet.sock is the relay's.
     const listenPath = this.relay ? path.join(this.relay.dir, 'kubelet.sock') : this.socketPath;
