@@ -49,13 +49,30 @@ export function finishRelease(host: Netns, rec: AttachmentRecord, verb: string, 
       pod.close();
     }
   }
-  if (!recordedLink(host, rec)) {
-    log.info('the recorded link is gone (its namespace died with it, or it was deleted)', { ifindex: rec.ifindex, netns: rec.netns });
+  const inHost = recordedLink(host, rec);
+  if (!inHost || newerDevice(inHost, rec)) {
+    log.info('the recorded link is gone (its namespace died with it, or it was deleted)', {
+      ifindex: rec.ifindex,
+      netns: rec.netns,
+      ...(inHost && { newer: `${inHost.name} is a newer device at that ifindex: left as it is` }),
+    });
     return 'gone';
   }
   restore(host, rec);
   faultPoint(verb, 'restored');
   return 'restored';
+}
+
+/**
+ * Whether a host link that matches the record (ifindex, kind, lower device, name) is in fact a newer device. Every
+ * path that brings the recorded link back to the host leaves it down (moving a link between namespaces closes it)
+ * until restore() applies the recorded settings, MAC included, in one request. So a match that is up with another
+ * MAC than the recorded one was made since: another CNI deleted the recorded link (kubevirt's DEL does) and a
+ * device plugin re-allocated the device, at the same ifindex (ours picks the lowest free one of its range). Its
+ * settings are that device's own; applying the stale record's would hand the next pod the previous link's MAC.
+ */
+function newerDevice(link: Link, rec: AttachmentRecord): boolean {
+  return link.flags.up && link.mac !== rec.original.mac;
 }
 
 /**

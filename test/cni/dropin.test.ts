@@ -3,14 +3,13 @@
 // name for it (`mvt` + hash), reset, never as `<name>Mvp<i>`; our ADD then takes it again.
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import t from 'tap';
 import { hostLinkName } from '../../lib/naming';
 import { rootOnly } from '../support/kernel';
+import { UPSTREAM_CNI } from '../support/upstream';
 import { addMacvtap, cni, conf, ipLink, linkOf, makeScene, stateEntries } from './harness';
 
-const upstream = process.env.MACVTAP_UPSTREAM_DIR ?? path.resolve(__dirname, '..', '..', '..', 'shared', 'upstream');
-const upstreamCni = path.join(upstream, 'bin', 'upstream-macvtap-cni');
+const upstreamCni = UPSTREAM_CNI;
 const skip = rootOnly || (fs.existsSync(upstreamCni) ? false : `no ${upstreamCni}: upstream binaries absent`);
 
 t.test("DEL of a device kubevirt's CNI attached: back as mvt<hash>, reset; ADD takes it again", { skip }, (t) => {

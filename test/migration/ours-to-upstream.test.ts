@@ -148,3 +148,25 @@ t.test('allocated by upstream after ours (our allocation record is stale), attac
 function ipLinksWithIndex(ns: string, index: number | undefined): string | undefined {
   return [...macvtaps(ns).values()].find((l) => l.ifindex === index)?.ifname;
 }
+
+t.test("attached by our CNI, released by upstream's CNI, re-allocated by ours at the same ifindex", { skip }, async (t) => {
+  const node = await makeNode(t);
+  await startDevicePlugin(t, node, 'ours');
+  await allocate(node, MVP1);
+  const first = ipLink(node.host, hostLinkName(MVP1));
+  t.equal(runCni(node, 'ours', 'ADD', MVP1).status, 0, 'our ADD');
+  t.equal(runCni(node, 'upstream', 'DEL', MVP1).status, 0, "upstream's DEL deletes the link (our record stays)");
+
+  // The device's next pod: our Allocate picks the lowest free index of its range, the one just freed.
+  const tap = await allocate(node, MVP1);
+  const fresh = ipLink(node.host, hostLinkName(MVP1));
+  t.equal(fresh?.ifindex, first?.ifindex, 'the new link has the old ifindex (and name)');
+  t.not(fresh?.address, first?.address, 'and a MAC of its own');
+  const add = runCni(node, 'ours', 'ADD', MVP1, { containerId: 'c0ffee02' });
+  t.equal(add.status, 0, `our ADD past the stale record (${said(add)})`);
+  const inPod = ipLink(node.pod, 'net1');
+  t.equal(`/dev/tap${inPod?.ifindex}`, tap, 'the new link is attached');
+  t.equal(inPod?.address, fresh?.address, "the stale record's settings were not applied to it: its own MAC");
+  t.same(stateEntries(node, 'attachments'), [`${MVP1}+c0ffee02+net1.json`], 'the stale record is dropped');
+  t.same(await waitNoStrays(node), [], 'no stray link');
+});

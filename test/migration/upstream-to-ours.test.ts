@@ -122,3 +122,22 @@ t.test("allocated by upstream's device plugin, ours restarts before the pod's AD
   t.equal(runCni(node, 'ours', 'DEL', MVP1, { containerId: 'c0ffee03' }).status, 0, 'and its DEL returns it');
   t.same(await waitNoStrays(node), [], 'no stray link');
 });
+
+t.test("attached by upstream's CNI and re-allocated by upstream meanwhile, released by our CNI", { skip }, async (t) => {
+  const node = await makeNode(t);
+  await startDevicePlugin(t, node, 'upstream');
+  await allocate(node, MVP1);
+  t.equal(runCni(node, 'upstream', 'ADD', MVP1).status, 0, "upstream's ADD");
+  const attached = ipLink(node.pod, 'net1');
+  // The kubelet hands the device out again (its checkpoint lost the pod): upstream makes a new mvt<hash>.
+  const tap = await allocate(node, MVP1);
+  const newer = ipLink(node.host, hostLinkName(MVP1));
+  t.equal(tap, `/dev/tap${newer?.ifindex}`, 'a newer link of the device on the host');
+
+  const del = runCni(node, 'ours', 'DEL', MVP1);
+  t.equal(del.status, 0, `our DEL of the old attachment (${said(del)})`);
+  t.notOk(ipLink(node.pod, 'net1'), "the pod's copy is deleted, as upstream's DEL would (its name is taken on the host)");
+  t.equal(ipLink(node.host, hostLinkName(MVP1))?.ifindex, newer?.ifindex, 'the newer, answered link is untouched');
+  t.not(newer?.ifindex, attached?.ifindex, 'and it is not the old one');
+  t.same(await waitNoStrays(node), [], 'no stray link');
+});
