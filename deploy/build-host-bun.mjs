@@ -104,6 +104,9 @@ function main() {
       `import { setNativeLoader } from ${JSON.stringify(native)};`,
       `${loadAddon.toString()}`,
       'setNativeLoader(() => loadAddon(addonFile));',
+      // lib/cni/host-config.ts finds macvtap.conf.json next to process.argv[1] outside a Node SEA, and in a Bun
+      // executable that is /$bunfs/root/...: name the real one (next to the executable, as the Node build reads it).
+      "process.env.MACVTAP_CNI_HOST_CONFIG ||= path.join(path.dirname(process.execPath), 'macvtap.conf.json');",
       `require(${JSON.stringify(path.join(ROOT, 'bin', 'macvtap.ts'))});`,
       '',
     ].join('\n'),

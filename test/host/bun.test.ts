@@ -89,6 +89,8 @@ t.test(
     const exe = path.join(dir, 'macvtap');
     fs.copyFileSync(BUN_EXE, exe);
     fs.chmodSync(exe, 0o755);
+    // A host configuration file next to the executable, as on a node: its tap owner must reach /dev/tapN.
+    fs.writeFileSync(path.join(dir, 'macvtap.conf.json'), JSON.stringify({ tapOwner: 4242, tapGroup: 4243 }), { mode: 0o644 });
     const script = `mount -t tmpfs -o size=1m tmpfs "$1"; shift; exec "$@"`;
     const inHost = (command: string): Run =>
       spawnRun('unshare', ['--mount', '--propagation', 'private', 'sh', '-ec', script, 'sh', ROOT, 'ip', 'netns', 'exec', host.ns, exe], {
@@ -110,6 +112,7 @@ t.test(
     t.ok(link?.flags.includes('UP'), 'and up');
     t.notOk(ipLink(host.ns, 'mvtbun0'), 'gone from the host namespace');
     const node = fs.statSync(`/dev/tap${ifindex}`);
+    t.same([node.uid, node.gid], [4242, 4243], '/dev/tapN owned as the macvtap.conf.json next to the executable says');
     t.equal(`${node.rdev >> 8}:${node.rdev & 0xff}`, sysfsTapDev(pod, 'net1', ifindex), "/dev/tapN is this macvtap's char device");
 
     const del = inHost('DEL');
