@@ -7,8 +7,8 @@
  *
  *   node deploy/build-host-bun.mjs        (npm run build:host:bun)
  *
- * Bun is the npm registry's @oven/bun-linux-x64, a pinned devDependency (a plain package holding the binary,
- * no install script), so `npm ci` brings it and nothing is downloaded here. Without it this script says so
+ * Bun is the npm registry's @oven/bun-linux-x64, pinned as an optional dependency of deploy/bun (a plain
+ * package holding the binary, no install script), so `npm ci` brings it on x64 and nothing is downloaded here. Without it this script says so
  * and exits 2.
  *
  * What goes in: a small generated entry that installs the addon loader (lib/netlink's setNativeLoader) and

@@ -20,7 +20,7 @@ const absent =
   HOST_ARCH !== 'x64'
     ? 'the pinned Bun package is for linux-x64 only'
     : !fs.existsSync(BUN)
-      ? `${path.relative(ROOT, BUN)} is not installed (npm ci brings the devDependency @oven/bun-linux-x64)`
+      ? `${path.relative(ROOT, BUN)} is not installed (npm ci brings it on x64, through deploy/bun)`
       : false;
 
 function spawnRun(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; input?: string } = {}): Run {
