@@ -13,25 +13,21 @@ import { StateError } from '../state';
 import { Allocator, IfindexRange } from './allocator';
 import { KUBELET_SOCKET } from './api';
 import {
-  ConfigError,
   ConfigProblem,
   discoveredResource,
   isDiscoverable,
   logProblem,
   mergeReload,
-  parseConfig,
   PluginConfig,
   ResourceConfig,
   resourceNameProblem,
   sameResource,
 } from './config';
-import { readConfigFile } from './config-file';
+import { ConfigSource, ConfigWatch } from './config-watch';
 import { DaemonEvents, DaemonStatus } from './events';
 import { LinkTable } from './links';
 import { errorMessage, Logger } from '../util/log';
 import { ResourcePlugin } from './resource';
-
-export type ConfigSource = { kind: 'env'; name: string; text: string } | { kind: 'file'; path: string };
 
 export interface DaemonOptions {
   /** The kubelet's device-plugin directory (holds kubelet.sock and our sockets). */
@@ -49,18 +45,6 @@ export interface DaemonOptions {
 
 const RETRY_MIN_MS = 500;
 const RETRY_MAX_MS = 10000;
-/** Coalesces the burst of events one ConfigMap update or editor save produces. */
-const CONFIG_SETTLE_MS = 20;
-
-/** Reads and parses a configuration source; hands every warning and skipped entry to `onProblem`; throws ConfigError. */
-export function readConfig(
-  source: ConfigSource,
-  pluginDir?: string,
-  onProblem?: (p: ConfigProblem) => void,
-): { text: string; config: PluginConfig } {
-  const text = source.kind === 'env' ? source.text : readConfigFile(source.path);
-  return { text, config: parseConfig(text, source.kind === 'env' ? source.name : source.path, pluginDir, onProblem) };
-}
 
 export class Daemon {
   private readonly opts: DaemonOptions;
@@ -71,10 +55,8 @@ export class Daemon {
   private readonly allocator: Allocator;
   private readonly plugins = new Map<string, ResourcePlugin>();
   private config: PluginConfig;
-  private configText: string | undefined;
   private dirWatcher: fs.FSWatcher | undefined;
-  private configWatcher: fs.FSWatcher | undefined;
-  private configTimer: NodeJS.Timeout | undefined;
+  private configWatch: ConfigWatch | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
   private retryDelay = RETRY_MIN_MS;
   private running: Promise<void> | undefined;
@@ -128,7 +110,12 @@ export class Daemon {
     for (const link of this.links.all()) this.allocator.reap(link);
     fs.mkdirSync(this.opts.pluginDir, { recursive: true });
     this.watchPluginDir();
-    if (this.opts.source.kind === 'file') this.watchConfigFile(this.opts.source.path);
+    if (this.opts.source.kind === 'file') {
+      const file = this.opts.source.path;
+      const onChange = (next: PluginConfig, problems: ConfigProblem[]): void => this.applyReload(file, next, problems);
+      this.configWatch = new ConfigWatch({ file, pluginDir: this.opts.pluginDir, log: this.log, events: this.events, onChange });
+      this.configWatch.start();
+    }
     await this.reconcileNow();
     this.log.info('started', {
       pluginDir: this.opts.pluginDir,
@@ -175,9 +162,8 @@ export class Daemon {
     if (this.stopped) return;
     this.stopped = true;
     clearTimeout(this.retryTimer);
-    clearTimeout(this.configTimer);
     this.dirWatcher?.close();
-    this.configWatcher?.close();
+    this.configWatch?.stop();
     await this.allocator.stop();
     await this.running?.catch(() => undefined);
     await Promise.all([...this.plugins.values()].map((p) => p.stop()));
@@ -236,53 +222,9 @@ export class Daemon {
     }
   }
 
-  /**
-   * Watches the file's directory, not the file: a mounted ConfigMap is updated by swapping a symlink, which
-   * replaces the file's inode; editors replace it too.
-   */
-  private watchConfigFile(file: string): void {
-    const dir = path.dirname(path.resolve(file));
-    try {
-      this.configText = readConfigFile(file);
-    } catch {
-      this.configText = undefined;
-    }
-    try {
-      this.configWatcher = fs.watch(dir, () => {
-        clearTimeout(this.configTimer);
-        this.configTimer = setTimeout(() => this.reloadConfig(), CONFIG_SETTLE_MS);
-      });
-      this.configWatcher.on('error', (err) => this.log.error('watching the configuration file failed', { file, err: errorMessage(err) }));
-    } catch (err) {
-      this.log.error('cannot watch the configuration file; changes need a restart', { file, err: errorMessage(err) });
-    }
-  }
-
-  private reloadConfig(): void {
-    if (this.stopped || this.opts.source.kind !== 'file') return;
-    const file = this.opts.source.path;
-    let text: string;
-    try {
-      text = readConfigFile(file);
-    } catch (err) {
-      if (this.configText === undefined) return;
-      this.configText = undefined;
-      this.log.error('configuration file is unreadable; keeping the running configuration', { file, problem: errorMessage(err) });
-      this.events.emit('configReload', { result: 'unreadable' });
-      return;
-    }
-    if (text === this.configText) return;
-    this.configText = text;
-    const problems: ConfigProblem[] = [];
-    let next: PluginConfig;
-    try {
-      next = parseConfig(text, file, this.opts.pluginDir, (p) => problems.push(p));
-    } catch (err) {
-      if (!(err instanceof ConfigError)) throw err;
-      this.log.error('new configuration is invalid; keeping the running configuration', { file, problem: err.message });
-      this.events.emit('configReload', { result: 'rejected' });
-      return;
-    }
+  /** A reloaded configuration that parsed: keep running what its skipped entries named, then reconcile. */
+  private applyReload(file: string, next: PluginConfig, problems: ConfigProblem[]): void {
+    if (this.stopped) return;
     for (const p of problems) logProblem(this.log, p);
     const skipped = problems.filter((p) => p.level === 'error').length;
     if (skipped) this.events.emit('configEntriesRejected', { count: skipped });
