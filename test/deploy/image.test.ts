@@ -55,6 +55,8 @@ function podmanUnusable(): string | false {
   return false;
 }
 const unusable = podmanUnusable();
+/** Containers that need no network get none: podman's default one would add a bridge to the machine. */
+const NO_NETWORK = ['--network', 'none'];
 if (unusable) console.error(`\n*** image tests SKIPPED: ${unusable} ***\n`);
 
 // The DaemonSet as written: the image test runs its containers with their commands and mounts.
@@ -112,8 +114,12 @@ t.before(() => {
       fs.mkdirSync(path.dirname(path.join(context, f)), { recursive: true });
       fs.copyFileSync(path.join(ROOT, f), path.join(context, f));
     }
+    // Host network for the build's apt and npm steps: podman's default network would add a bridge
+    // (cni-podman0) to this machine that outlives the test.
     const common = [
       'build',
+      '--network',
+      'host',
       '--layers',
       '--label',
       LABEL,
@@ -176,10 +182,10 @@ t.test('the image holds the executables and the tools the DaemonSet uses, and no
     'find / -xdev \\( -name node_modules -o -name "*.ts" -o -name package.json -o -name binding.gyp -o -name "*.cc" \\) -print 2>/dev/null | sed "s/^/source /"',
     'echo done',
   ].join('\n');
-  const r = podman(['run', '--rm', TAG, 'sh', '-c', script]);
+  const r = podman(['run', '--rm', ...NO_NETWORK, TAG, 'sh', '-c', script]);
   t.equal(r.status, 0, r.stderr);
   t.equal(r.stdout, 'done\n', `every tool and library present, nothing of the build left: ${r.stdout}`);
-  const cni = podman(['run', '--rm', '-e', 'CNI_COMMAND=VERSION', TAG, '/usr/local/bin/macvtap']);
+  const cni = podman(['run', '--rm', ...NO_NETWORK, '-e', 'CNI_COMMAND=VERSION', TAG, '/usr/local/bin/macvtap']);
   t.match(cni.stdout, /"supportedVersions"/, 'the CNI executable runs in the image');
   t.end();
 });
@@ -202,6 +208,7 @@ t.test('the install step from the image installs the CNI executable, which then 
     '--name',
     name,
     '--privileged',
+    ...NO_NETWORK,
     ...(pod.hostPID ? ['--pid', 'host'] : []),
     ...volumeFlags(init, { [cniBin]: binDir, [hostRoot]: '/' }, scratch),
     TAG,
@@ -213,7 +220,7 @@ t.test('the install step from the image installs the CNI executable, which then 
   const installed = path.join(binDir, 'macvtap');
   t.not(fs.statSync(installed).ino, oldIno, 'replaced by rename');
   t.equal(fs.statSync(installed).mode & 0o777, 0o755);
-  const inImage = podman(['run', '--rm', TAG, 'sha256sum', '/usr/local/bin/macvtap']).stdout.split(' ')[0];
+  const inImage = podman(['run', '--rm', ...NO_NETWORK, TAG, 'sha256sum', '/usr/local/bin/macvtap']).stdout.split(' ')[0];
   t.equal(sh('sha256sum', [installed]).stdout.split(' ')[0], inImage, "the image's executable, whole");
 
   // The installed file, on this host (no container), as the runtime runs it for a pod.
