@@ -8,7 +8,8 @@
  * checkpoint alone in this warm process.
  *
  * Options: `--iterations N` / BENCH_ITERATIONS (default 30), `--pods N` / BENCH_PODS (default 500),
- * `--devices N` / BENCH_DEVICES (default 4). Needs root; everything lives in two scratch namespaces and a temp
+ * `--devices N` / BENCH_DEVICES (default 4), `--exe PATH` (default: dist/host/macvtap, the host executable as
+ * deployed, where it is built; else node dist/bin/macvtap.js). Needs root; everything lives in two scratch namespaces and a temp
  * directory, removed at exit and on error.
  */
 import { spawnSync } from 'node:child_process';
@@ -24,6 +25,14 @@ import { median } from './stats';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const PLUGIN = path.join(ROOT, 'dist', 'bin', 'macvtap.js');
+const HOST_EXE = path.join(ROOT, 'dist', 'host', 'macvtap');
+
+/** What is timed: `--exe PATH`, else the host executable as deployed where it is built, else node + the bundle. */
+function pluginCommand(): string[] {
+  const at = process.argv.indexOf('--exe');
+  if (at >= 0 && process.argv[at + 1]) return [path.resolve(process.argv[at + 1])];
+  return fs.existsSync(HOST_EXE) ? [HOST_EXE] : [process.execPath, PLUGIN];
+}
 const RESOURCE = 'macvtap.network.kubevirt.io/dataplane';
 /** Above the tests' ifindex range and the other benches'. */
 const INDEX = 63500;
@@ -120,9 +129,10 @@ function main(): number {
       if (!m) throw new Error('the ADD logged no ownership phase');
       return Number(m[1]);
     };
+    const plugin = pluginCommand();
     const call = (command: string, ownership: 'enforce' | 'off'): number => {
       const t0 = performance.now();
-      const r = spawnSync('ip', ['netns', 'exec', hostNs, process.execPath, PLUGIN], {
+      const r = spawnSync('ip', ['netns', 'exec', hostNs, ...plugin], {
         env: env(command, ownership),
         input: config,
         encoding: 'utf8',
@@ -163,7 +173,7 @@ function main(): number {
     const mp = median(plain);
     const mc = median(checked);
     console.log(
-      `bench:ownership  ${iterations} interleaved ADDs each; checkpoint ${pods} pods x ${perPod} devices, ${(bytes / 1024).toFixed(0)} KiB`,
+      `bench:ownership  ${iterations} interleaved ADDs each of ${plugin.map((p) => path.relative(ROOT, p)).join(' ')}; checkpoint ${pods} pods x ${perPod} devices, ${(bytes / 1024).toFixed(0)} KiB`,
     );
     console.log(`  ADD, ownership off                   median ${mp.toFixed(2)} ms`);
     console.log(
