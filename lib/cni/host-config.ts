@@ -19,6 +19,7 @@ import { dirname, isAbsolute, join } from 'node:path';
 import { DEFAULT_KUBELET_ROOT } from '../kubelet/checkpoint';
 import { DEFAULT_STATE_DIR, STATE_DIR_ENV } from '../state';
 import { isLogLevel, LOG_LEVELS, type LogLevel } from '../util/log';
+import { ownerProblem } from '../util/root-only';
 import { CniError, ErrorCode } from './errors';
 
 /** The file's name, next to the executable. */
@@ -104,14 +105,6 @@ export function hostConfigPath(env: NodeJS.ProcessEnv): string | undefined {
 
 function hostError(msg: string, details = ''): CniError {
   return new CniError(ErrorCode.HostConfigInvalid, msg, details);
-}
-
-/** Why a root-controlled file or directory could have been written by someone else, or undefined. */
-function ownerProblem(st: Stats): string | undefined {
-  const euid = process.geteuid?.() ?? 0;
-  if (st.uid !== 0 && st.uid !== euid) return `is owned by uid ${st.uid}, not root`;
-  if (st.mode & 0o022) return `is writable by ${st.mode & 0o002 ? 'everyone' : 'its group'} (mode ${(st.mode & 0o7777).toString(8)})`;
-  return undefined;
 }
 
 /** The file's text, or undefined if it does not exist. Never follows a symlink, never blocks. */

@@ -29,6 +29,7 @@
 import { isUtf8 } from 'node:buffer';
 import { closeSync, constants, fstatSync, lstatSync, openSync, readSync, type Stats } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { ownerProblem } from '../util/root-only';
 
 export const DEFAULT_KUBELET_ROOT = '/var/lib/kubelet';
 export const CHECKPOINT_NAME = 'kubelet_internal_checkpoint';
@@ -188,17 +189,6 @@ function describeKind(st: Stats): string {
   if (st.isDirectory()) return 'a directory';
   if (st.isSymbolicLink()) return 'a symlink';
   return 'not a regular file';
-}
-
-/**
- * Why a file or directory the kubelet writes cannot be trusted, or undefined: it must be owned by root (or by
- * this process's user, for tests run as another user) and not writable by group or others.
- */
-function ownerProblem(st: Stats): string | undefined {
-  const euid = process.geteuid?.() ?? 0;
-  if (st.uid !== 0 && st.uid !== euid) return `is owned by uid ${st.uid}, not root`;
-  if (st.mode & 0o022) return `is writable by ${st.mode & 0o002 ? 'everyone' : 'its group'} (mode ${(st.mode & 0o7777).toString(8)})`;
-  return undefined;
 }
 
 /**
