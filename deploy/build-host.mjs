@@ -56,12 +56,13 @@ const ADDON_ASSET = 'macvtap_native.node';
  * device plugin keeps the smaller lazy cache).
  */
 const PROGRAMS = [
-  { name: 'macvtap', src: 'bin/macvtap.ts', dist: 'dist/bin/macvtap.js', protos: undefined, eagerCache: true },
+  { name: 'macvtap', src: 'bin/macvtap.ts', dist: 'dist/bin/macvtap.js', protos: undefined, eagerCache: true, shortLived: true },
   {
     name: 'macvtap-deviceplugin',
     src: 'bin/macvtap-deviceplugin.ts',
     dist: 'dist/bin/macvtap-deviceplugin.js',
     eagerCache: false,
+    shortLived: false,
     // The module whose setProtoRoot() says where proto/ is (here: the shim's virtual root).
     protos: { src: 'lib/deviceplugin/api.ts', dist: 'dist/lib/deviceplugin/api.js' },
   },
@@ -155,7 +156,7 @@ function runtimeFor(opts) {
  * The SEA configuration of one program. Start-up options (a V8 start-up snapshot, the code cache, execArgv)
  * go here; everything in it is part of the build hash.
  */
-function seaConfigFor(program, { bundlePath, blobPath, assets, codeCache }) {
+function seaConfigFor(program, { bundlePath, blobPath, assets, codeCache, major }) {
   return {
     main: bundlePath,
     output: blobPath,
@@ -163,6 +164,12 @@ function seaConfigFor(program, { bundlePath, blobPath, assets, codeCache }) {
     useSnapshot: false,
     useCodeCache: codeCache,
     assets,
+    // A CNI call lives for tens of milliseconds and compiles nothing in the background (its code cache is
+    // eager), yet Node starts four V8 worker threads for it, each with its own allocation buffers to fault in:
+    // on Node 26 that was 3-5 ms of a 70 ms ADD (bench:runtime). One worker is enough. Node 20's SEA has no
+    // execArgv, so the old-runtime baseline is built as it always was. Not a V8 flag: the code cache's flag
+    // hash is unchanged. The long-running device plugin keeps the default pool for concurrent GC.
+    ...(program.shortLived && major >= 24 ? { execArgv: ['--v8-pool-size=1'] } : {}),
   };
 }
 
@@ -293,7 +300,13 @@ async function buildOne(program, opts, esbuild, workDir, addonPath, runtime) {
   }
 
   const blobPath = path.join(workDir, `${program.name}.blob`);
-  const seaConfig = seaConfigFor(program, { bundlePath: mainPath, blobPath, assets, codeCache: runtime.codeCache });
+  const seaConfig = seaConfigFor(program, {
+    bundlePath: mainPath,
+    blobPath,
+    assets,
+    codeCache: runtime.codeCache,
+    major: Number(runtime.version.replace(/^v(\d+).*$/, '$1')),
+  });
   const hash = sha256(
     JSON.stringify({
       ...seaConfig,
@@ -348,6 +361,7 @@ async function buildOne(program, opts, esbuild, workDir, addonPath, runtime) {
     platform: `linux-${opts.arch}`,
     codeCache: runtime.codeCache,
     eagerCache: eager,
+    execArgv: seaConfig.execArgv ?? [],
     entry: path.relative(ROOT, entry),
     inputs: Object.keys(result.metafile.inputs).length,
   };
