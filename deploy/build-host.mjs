@@ -51,17 +51,16 @@ const SEA_FUSE = 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2';
 const ADDON_ASSET = 'macvtap_native.node';
 
 /**
- * The programs. `protos`: the program loads .proto files through @grpc/proto-loader. `eagerCache`: it starts
- * with every function precompiled (step 3; for the CNI, whose every call is a fresh start; the long-running
- * device plugin keeps the smaller lazy cache).
+ * The programs. `protos`: the program loads .proto files through @grpc/proto-loader. `shortLived`: every call is
+ * a fresh process (the CNI), so it starts with every function precompiled (step 3) and with one V8 worker
+ * (seaConfigFor); the long-running device plugin keeps the smaller lazy cache and the default worker pool.
  */
 const PROGRAMS = [
-  { name: 'macvtap', src: 'bin/macvtap.ts', dist: 'dist/bin/macvtap.js', protos: undefined, eagerCache: true, shortLived: true },
+  { name: 'macvtap', src: 'bin/macvtap.ts', dist: 'dist/bin/macvtap.js', protos: undefined, shortLived: true },
   {
     name: 'macvtap-deviceplugin',
     src: 'bin/macvtap-deviceplugin.ts',
     dist: 'dist/bin/macvtap-deviceplugin.js',
-    eagerCache: false,
     shortLived: false,
     // The module whose setProtoRoot() says where proto/ is (here: the shim's virtual root).
     protos: { src: 'lib/deviceplugin/api.ts', dist: 'dist/lib/deviceplugin/api.js' },
@@ -207,6 +206,7 @@ function writeIfChanged(file, data) {
 }
 
 async function buildOne(program, opts, esbuild, workDir, addonPath, runtime) {
+  const major = Number(runtime.version.replace(/^v(\d+).*$/, '$1'));
   const entry = opts.entries[program.name] ?? path.join(ROOT, opts.from === 'src' ? program.src : program.dist);
   if (!fs.existsSync(entry))
     throw new UsageError(
@@ -241,7 +241,7 @@ async function buildOne(program, opts, esbuild, workDir, addonPath, runtime) {
     bundle: true,
     platform: 'node',
     format: 'cjs',
-    target: `node${runtime.version.replace(/^v(\d+).*$/, '$1')}`,
+    target: `node${major}`,
     minify: true,
     keepNames: true,
     legalComments: 'eof',
@@ -269,7 +269,7 @@ async function buildOne(program, opts, esbuild, workDir, addonPath, runtime) {
 
   const assets = { [ADDON_ASSET]: addonPath };
   // The eager code cache (step 3): main is the loader, the bundle and its cache are assets.
-  const eager = runtime.codeCache && opts.eagerCache && program.eagerCache;
+  const eager = runtime.codeCache && opts.eagerCache && program.shortLived;
   const cachePath = path.join(workDir, `${program.name}.cache`);
   let mainPath = bundlePath;
   let loader = Buffer.alloc(0);
@@ -279,7 +279,7 @@ async function buildOne(program, opts, esbuild, workDir, addonPath, runtime) {
       bundle: true,
       platform: 'node',
       format: 'cjs',
-      target: `node${runtime.version.replace(/^v(\d+).*$/, '$1')}`,
+      target: `node${major}`,
       minify: true,
       write: false,
       logLevel: 'warning',
@@ -305,7 +305,7 @@ async function buildOne(program, opts, esbuild, workDir, addonPath, runtime) {
     blobPath,
     assets,
     codeCache: runtime.codeCache,
-    major: Number(runtime.version.replace(/^v(\d+).*$/, '$1')),
+    major,
   });
   const hash = sha256(
     JSON.stringify({
