@@ -12,7 +12,7 @@
  * plugin's name for the device, `mvt` + hash, reset to what a new macvtap has (down, promisc off, the lower
  * device's MTU, a fresh random MAC), so the next pod inherits nothing of this one.
  */
-import { randomBytes } from 'node:crypto';
+import { closeSync, openSync, readSync } from 'node:fs';
 import { hostLinkName } from '../naming';
 import { formatMac, type Link, type Netns } from '../netlink';
 import type { AttachmentRecord } from '../state';
@@ -138,9 +138,19 @@ export function releaseUnrecorded(
   }
 }
 
-/** A random locally administered unicast MAC, as the kernel gives a new macvtap. */
+/**
+ * A random locally administered unicast MAC, as the kernel gives a new macvtap. Six bytes of the kernel's
+ * random source read directly: node:crypto's randomBytes would load some twenty built-in modules (crypto and
+ * streams) into every CNI process, ADD included, for these six bytes.
+ */
 function randomMac(): string {
-  const b = randomBytes(6);
+  const b = Buffer.alloc(6);
+  const fd = openSync('/dev/urandom', 'r');
+  try {
+    for (let n = 0; n < b.length;) n += readSync(fd, b, n, b.length - n, null);
+  } finally {
+    closeSync(fd);
+  }
   b[0] = (b[0] & 0xfe) | 0x02;
   return formatMac(b);
 }

@@ -15,7 +15,6 @@
  * thread in Atomics.wait, the daemon's asynchronous one uses timers and never blocks its event loop.
  */
 import * as fs from 'node:fs';
-import { setTimeout as delay } from 'node:timers/promises';
 import { LockTimeout } from './errors';
 import type { StateSubdir } from './dir';
 import { lockName } from './names';
@@ -124,7 +123,9 @@ export class DeviceLock {
     const wait = DeviceLock.attempts(dir, deviceID, opts);
     for (let step = wait.next(); ; step = wait.next()) {
       if (step.done) return step.value;
-      await delay(step.value);
+      // A plain timer: node:timers/promises would be one more module loaded at every CNI start (this file is in
+      // the CNI's bundle).
+      await new Promise<void>((resolve) => setTimeout(resolve, step.value));
     }
   }
 
@@ -136,14 +137,14 @@ export class DeviceLock {
   private static *attempts(dir: StateSubdir, deviceID: string, opts: LockOptions): Generator<number, DeviceLock, void> {
     const name = lockName(deviceID);
     const timeout = opts.timeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS;
-    const start = performance.now();
+    const start = nowMs();
     let sleep = FIRST_SLEEP_MS;
     let fd: number | undefined;
     for (;;) {
       const r = attempt(dir, name, fd);
       if (r.locked) return new DeviceLock(dir, deviceID, name, r.fd, opts.holder);
       fd = r.fd;
-      const waited = performance.now() - start;
+      const waited = nowMs() - start;
       if (waited >= timeout) throw DeviceLock.timedOut(dir, deviceID, name, fd, waited);
       yield Math.min(sleep, timeout - waited);
       sleep = Math.min(sleep * 2, MAX_SLEEP_MS);
@@ -181,4 +182,9 @@ export class DeviceLock {
       fs.closeSync(fd);
     }
   }
+}
+
+/** Monotonic milliseconds. Not the global `performance`: its first use loads perf_hooks (a dozen modules). */
+function nowMs(): number {
+  return Number(process.hrtime.bigint()) / 1e6;
 }

@@ -43,6 +43,7 @@ t.test("DEL of a device kubevirt's CNI attached: back as mvt<hash>, reset; ADD t
   t.equal(back.ifindex, idx, `back on the host as ${hostName}`);
   t.notOk(ipLink(s.host, deviceID), `never as ${deviceID}`);
   t.not(back.address, '02:00:00:00:0f:99', "reset: not the pod's MAC");
+  t.match(back.address, /^[0-9a-f][26ae](:[0-9a-f]{2}){5}$/, 'reset: a random locally administered unicast MAC');
   t.equal(back.mtu, lowerMtu, "reset: the lower device's MTU");
   t.notOk(back.flags.includes('UP'), 'reset: down');
   t.notOk(ipLink(s.pod, 'net1'), 'gone from the pod');
