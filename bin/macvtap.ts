@@ -5,6 +5,7 @@
  * device plugin): its start-up time is the pod's network set-up latency.
  */
 import { fstatSync, readFileSync, writeSync, type Stats } from 'node:fs';
+import { fixedHashSeed, MAX_FIXED_SEED_STRINGS, mayHaveMoreStrings, rerunWithRandomSeed } from '../lib/cni/hash-seed';
 import type { PluginOutput } from '../lib/cni/plugin';
 
 /** Whole stdin; empty when stdin is a terminal or closed (nothing to wait for). */
@@ -21,6 +22,20 @@ function readStdin(): string {
   } catch {
     return '';
   }
+}
+
+/**
+ * Stdin, once this process may parse it: under the snapshot's known hash seed only a bounded number of strings
+ * (lib/cni/hash-seed.ts); otherwise the call is run again with a random seed and this process ends with its
+ * status. Nothing has been changed before stdin is read (runPlugin reads it first), so the re-run is the call.
+ */
+function checkedStdin(): string {
+  const text = readStdin();
+  if (fixedHashSeed() && mayHaveMoreStrings(text, MAX_FIXED_SEED_STRINGS)) {
+    if (process.env.MACVTAP_SEA_DEBUG === '1') process.stderr.write('re-run with a random hash seed\n');
+    process.exit(rerunWithRandomSeed(text));
+  }
+  return text;
 }
 
 function writeAll(fd: number, text: string): void {
@@ -52,7 +67,7 @@ process.on('unhandledRejection', fatal);
  */
 function run(): Promise<PluginOutput> {
   let stdin: string | undefined;
-  const readOnce = (): string => (stdin ??= readStdin());
+  const readOnce = (): string => (stdin ??= checkedStdin());
   /* eslint-disable @typescript-eslint/no-require-imports */
   if (process.env.CNI_COMMAND === 'VERSION') {
     let parsed: unknown;

@@ -52,8 +52,8 @@ const ADDON_ASSET = 'macvtap_native.node';
 
 /**
  * The programs. `protos`: the program loads .proto files through @grpc/proto-loader. `shortLived`: every call is
- * a fresh process (the CNI), so it starts with every function precompiled (step 3) and with one V8 worker
- * (seaConfigFor); the long-running device plugin keeps the smaller lazy cache and the default worker pool.
+ * a fresh process (the CNI), so it starts with every function precompiled (step 3) and with the flags of
+ * shortLivedStart; the long-running device plugin keeps the smaller lazy cache and Node's defaults.
  */
 const PROGRAMS = [
   { name: 'macvtap', src: 'bin/macvtap.ts', dist: 'dist/bin/macvtap.js', protos: undefined, shortLived: true },
@@ -152,6 +152,22 @@ function runtimeFor(opts) {
 }
 
 /**
+ * How the CNI executable starts on Node >= 24 (Node 20's SEA has no execArgv: the old-runtime baseline of
+ * bench:runtime is built as it always was). The long-running device plugin keeps Node's defaults.
+ * - `--v8-pool-size=1`: a CNI call lives for tens of milliseconds and compiles nothing in the background (its
+ *   code cache is eager), yet Node starts four V8 worker threads, each with buffers to fault in: 3-5 ms of a
+ *   70 ms ADD on Node 26.
+ * - `--no-rehash-snapshot`: keep the hash seed of Node's start-up snapshot instead of drawing a random one. Since
+ *   V8 14 a random seed costs each isolate about 3 ms (deriving rapidhash secrets, HashSeed::InitializeRoots:
+ *   10% of an empty start), the whole of Node 26's start-up deficit against Node 20. A known seed lets crafted
+ *   JSON collide in V8's hash tables; lib/cni/hash-seed.ts bounds what this process parses with it and re-runs
+ *   the call with a random seed (`--node-options=--rehash-snapshot`, hence `execArgvExtension: cli`) for any
+ *   stdin with more strings. It is a V8 flag, so the caches are made with the same flags (buildOne).
+ * `cli` also means NODE_OPTIONS in the runtime's environment no longer reaches the plugin.
+ */
+const shortLivedStart = { execArgv: ['--v8-pool-size=1', '--no-rehash-snapshot'], execArgvExtension: 'cli' };
+
+/**
  * The SEA configuration of one program. Start-up options (a V8 start-up snapshot, the code cache, execArgv)
  * go here; everything in it is part of the build hash.
  */
@@ -163,12 +179,7 @@ function seaConfigFor(program, { bundlePath, blobPath, assets, codeCache, major 
     useSnapshot: false,
     useCodeCache: codeCache,
     assets,
-    // A CNI call lives for tens of milliseconds and compiles nothing in the background (its code cache is
-    // eager), yet Node starts four V8 worker threads for it, each with its own allocation buffers to fault in:
-    // on Node 26 that was 3-5 ms of a 70 ms ADD (bench:runtime). One worker is enough. Node 20's SEA has no
-    // execArgv, so the old-runtime baseline is built as it always was. Not a V8 flag: the code cache's flag
-    // hash is unchanged. The long-running device plugin keeps the default pool for concurrent GC.
-    ...(program.shortLived && major >= 24 ? { execArgv: ['--v8-pool-size=1'] } : {}),
+    ...(program.shortLived && major >= 24 ? shortLivedStart : {}),
   };
 }
 
@@ -339,8 +350,10 @@ async function buildOne(program, opts, esbuild, workDir, addonPath, runtime) {
 
   const configPath = path.join(workDir, `${program.name}.sea-config.json`);
   fs.writeFileSync(configPath, JSON.stringify(seaConfig, null, 2));
-  if (eager) quiet(runtime.generator, [path.join(HERE, 'sea', 'eager-cache.mjs'), bundlePath, cachePath]);
-  quiet(runtime.generator, ['--experimental-sea-config', configPath]);
+  // Made under the executable's own flags: V8 accepts a code cache only from a V8 with the same flag hash.
+  const flags = seaConfig.execArgv ?? [];
+  if (eager) quiet(runtime.generator, [...flags, path.join(HERE, 'sea', 'eager-cache.mjs'), bundlePath, cachePath]);
+  quiet(runtime.generator, [...flags, '--experimental-sea-config', configPath]);
 
   const temp = `${output}.${process.pid}.tmp`;
   try {

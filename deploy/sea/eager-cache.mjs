@@ -1,10 +1,10 @@
 // @ts-check
 /**
- * Run by build-host with the embedded Node itself (same V8, same flags): compiles a bundle with every function
- * compiled eagerly and writes V8's code cache of it. The cache that `useCodeCache` makes holds only what V8
+ * Run by build-host with the embedded Node itself (same V8, and the executable's V8 flags): compiles a bundle
+ * with every function compiled eagerly and writes V8's code cache of it. The cache that `useCodeCache` makes holds only what V8
  * compiles before running (the top level); a CNI call then spends milliseconds compiling the functions it
  * calls. This one holds them all. Lazy compilation is switched back on before the cache is made, so its flag
- * hash is the one of a default start and the runtime accepts it.
+ * hash is the one of the executable's start and the runtime accepts it.
  *
  *   node eager-cache.mjs BUNDLE OUT
  */

@@ -15,7 +15,6 @@ const script = new vm.Script(wrap(sea.getAsset('bundle.js', 'utf8')), {
   filename: FILENAME,
   cachedData: Buffer.from(sea.getAsset('bundle.cache')),
 });
-if (process.env.MACVTAP_SEA_DEBUG_CACHE === '1')
-  process.stderr.write(`bundle code cache ${script.cachedDataRejected ? 'rejected' : 'used'}\n`);
+if (process.env.MACVTAP_SEA_DEBUG === '1') process.stderr.write(`bundle code cache ${script.cachedDataRejected ? 'rejected' : 'used'}\n`);
 const module = { exports: {} };
 script.runInThisContext()(module.exports, createRequire(process.execPath), module, process.execPath, path.dirname(process.execPath));

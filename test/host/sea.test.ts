@@ -341,31 +341,3 @@ t.test('build-host refuses an entry that carries its own copy of lib/netlink (th
   t.notOk(fs.existsSync(path.join(scratch, 'out', 'macvtap')), 'and makes no executable');
   t.end();
 });
-
-/** The names of a running process's threads (/proc/PID/task/TID/comm). */
-function threadNames(pid: number): string[] {
-  const dir = `/proc/${pid}/task`;
-  return fs.readdirSync(dir).map((tid) => fs.readFileSync(path.join(dir, tid, 'comm'), 'utf8').trim());
-}
-
-t.test(
-  'the CNI executable starts one V8 worker thread, not the default four (build-host execArgv)',
-  { skip: built ? false : 'build failed' },
-  async (t) => {
-    // ADD waits for its configuration on stdin; while it waits, every thread Node starts at boot exists.
-    const child = spawn(path.join(HOST_DIR, 'macvtap'), [], { env: { CNI_COMMAND: 'ADD' }, stdio: ['pipe', 'pipe', 'pipe'] });
-    t.teardown(() => child.kill('SIGKILL'));
-    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-    let names: string[] = [];
-    for (let i = 0; i < 60 && !names.includes('SignalInspector'); i++) {
-      await new Promise((r) => setTimeout(r, 50));
-      names = threadNames(child.pid ?? 0);
-    }
-    t.ok(names.includes('node-MainThread'), `threads: ${names.join(', ')}`);
-    t.equal(names.filter((n) => n === 'node-V8Worker').length, 1, 'one V8 platform worker');
-    child.stdin.end('{');
-    t.equal(await exited, 1, 'and it still answers (a malformed configuration is an error, not a hang)');
-    const info = JSON.parse(fs.readFileSync(path.join(HOST_DIR, 'macvtap.build.json'), 'utf8')) as { execArgv: string[] };
-    t.same(info.execArgv, ['--v8-pool-size=1'], 'recorded in the build info');
-  },
-);
