@@ -91,3 +91,8 @@ run().then(({ stdout, exitCode }) => {
   if (stdout) writeAll(1, stdout);
   process.exitCode = exitCode;
 }, fatal);
+
+// Once the loop is empty the answer is written (writeAll is synchronous) and nothing is pending, so leave
+// through process.exit: it skips tearing down the V8 heap and the environment that a natural exit does
+// (about 1-2 ms of a 25 ms call in bench:runtime). 'exit' listeners and process.exitCode still apply.
+process.once('beforeExit', () => process.exit());
