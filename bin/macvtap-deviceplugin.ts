@@ -23,6 +23,7 @@ import {
 } from '../lib/deviceplugin';
 import { Operations } from '../lib/deviceplugin/ops';
 import { OPS_USAGE, OpsFlags } from '../lib/deviceplugin/ops-flags';
+import { faultPoint } from '../lib/util/faults';
 
 const PROGRAM = 'macvtap-deviceplugin';
 
@@ -145,12 +146,14 @@ async function main(): Promise<void> {
     fail(`no configuration: set ${CONFIG_ENV} to a JSON array (or [] for one resource per NIC), or pass --config FILE`, 2);
   }
   let config;
+  let configText: string;
   const problems: ConfigProblem[] = [];
   try {
-    config = readConfig(source, opts.pluginDir, (p) => problems.push(p)).config;
+    ({ config, text: configText } = readConfig(source, opts.pluginDir, (p) => problems.push(p)));
   } catch (err) {
     fail(err instanceof ConfigError ? err.message : errorMessage(err), 2);
   }
+  faultPoint('Start', 'config-read');
   if (source.kind === 'file' && envText !== undefined) log.warn(`--config given: ignoring ${CONFIG_ENV}`);
   for (const p of problems) logProblem(log, p);
   // A bad entry is skipped and the others serve; only a configuration with nothing left to serve stops here.
@@ -180,6 +183,7 @@ async function main(): Promise<void> {
     stateDir: opts.stateDir,
     source,
     config,
+    configText,
     ifindexRange: opts.ifindexRange,
     discoverKinds: opts.discoverKinds,
     log,

@@ -28,6 +28,8 @@ export function readConfig(
 
 export interface ConfigWatchOptions {
   file: string;
+  /** The text the running configuration was parsed from (read at start-up, before the watch exists). */
+  text: string;
   pluginDir: string;
   log: Logger;
   events: DaemonEvents;
@@ -45,15 +47,13 @@ export class ConfigWatch {
 
   /**
    * Watches the file's directory, not the file: a mounted ConfigMap is updated by swapping a symlink, which
-   * replaces the file's inode; editors replace it too.
+   * replaces the file's inode; editors replace it too. The running configuration was read before the watch
+   * existed (start-up validates it first), so the file is read once more after: a change made in between
+   * produces no event and would otherwise wait for the next one.
    */
   start(): void {
     const { file, log } = this.opts;
-    try {
-      this.text = readConfigFile(file);
-    } catch {
-      this.text = undefined;
-    }
+    this.text = this.opts.text;
     try {
       this.watcher = fs.watch(path.dirname(path.resolve(file)), () => {
         clearTimeout(this.timer);
@@ -63,6 +63,7 @@ export class ConfigWatch {
     } catch (err) {
       log.error('cannot watch the configuration file; changes need a restart', { file, err: errorMessage(err) });
     }
+    this.timer = setTimeout(() => this.reload(), CONFIG_SETTLE_MS);
   }
 
   stop(): void {

@@ -37,6 +37,8 @@ export interface DaemonOptions {
   source: ConfigSource;
   /** The configuration already parsed from `source` (start-up validates before the daemon is built). */
   config: PluginConfig;
+  /** The text `config` was parsed from: following a file starts from it, so a change made meanwhile is seen. */
+  configText: string;
   ifindexRange?: IfindexRange;
   /** Link kinds `[]` discovery accepts besides physical links and bonds. */
   discoverKinds?: string[];
@@ -113,7 +115,14 @@ export class Daemon {
     if (this.opts.source.kind === 'file') {
       const file = this.opts.source.path;
       const onChange = (next: PluginConfig, problems: ConfigProblem[]): void => this.applyReload(file, next, problems);
-      this.configWatch = new ConfigWatch({ file, pluginDir: this.opts.pluginDir, log: this.log, events: this.events, onChange });
+      this.configWatch = new ConfigWatch({
+        file,
+        text: this.opts.configText,
+        pluginDir: this.opts.pluginDir,
+        log: this.log,
+        events: this.events,
+        onChange,
+      });
       this.configWatch.start();
     }
     await this.reconcileNow();

@@ -7,7 +7,8 @@
  *   - `pause`: it SIGSTOPs itself, so the test can change the world (unmount the state file system, start a
  *     racing process) and then SIGCONT or SIGKILL it.
  * Before either it writes one line to stderr, `macvtap-fault: <action> at <verb>:<step> pid <pid>`, which the
- * test waits for. Verbs are the CNI's (`ADD`, `DEL`, `CHECK`, `GC`, `STATUS`) and the device plugin's (`Allocate`).
+ * test waits for. Verbs are the CNI's (`ADD`, `DEL`, `CHECK`, `GC`, `STATUS`) and the device plugin's (`Allocate`,
+ * and `Start` for its start-up).
  *
  * `MACVTAP_TEST_NO_FSYNC=1` skips the state directory's fsyncs, so a benchmark can measure what durability costs
  * against a baseline in the same run. Nothing outside tests and benchmarks sets either variable.

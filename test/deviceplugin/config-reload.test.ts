@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import t from 'tap';
 import { makeLowerNetns, rootOnly } from '../support/kernel';
+import { waitForFault } from './faults-harness';
 import { PREFIX, startDaemon, tempDir } from './helpers';
 
 const A = `${PREFIX}/alpha`;
@@ -122,4 +123,27 @@ t.test('a mounted ConfigMap update (..data symlink swap) is picked up', { skip: 
   writeConfigMap(confDir, '[]', 3);
   await kubelet.waitForDevices(A, (l) => l.length === 0, 2000);
   t.pass('switching to [] discovery withdraws the explicit resource (no NIC in this namespace)');
+});
+
+t.test('a change written while the daemon starts is applied without another change', { skip: rootOnly }, async (t) => {
+  const { ns } = makeLowerNetns(t);
+  const confDir = tempDir(t);
+  const file = path.join(confDir, 'conf.json');
+  fs.writeFileSync(file, JSON.stringify([{ name: 'alpha', lowerDevice: 'lower0', capacity: 2 }]));
+  // Paused after it read and validated the file, before it watches it: the write below makes no event it sees.
+  const { daemon, kubelet } = await startDaemon(t, { ns, args: ['--config', file], fault: 'Start:config-read:pause' });
+  await waitForFault(daemon, 1);
+  fs.writeFileSync(
+    file,
+    JSON.stringify([
+      { name: 'alpha', lowerDevice: 'lower0', capacity: 3 },
+      { name: 'beta', lowerDevice: 'peer0', capacity: 1 },
+    ]),
+  );
+  process.kill(daemon.pid, 'SIGCONT');
+  await kubelet.waitForDevices(B, (l) => l.length === 1, 5000);
+  t.pass('beta, added during start-up, registered');
+  await kubelet.waitForDevices(A, (l) => l.length === 3, 5000);
+  t.pass("alpha's new capacity applied");
+  t.equal(daemon.child.exitCode, null, 'still running');
 });

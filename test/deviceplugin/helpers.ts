@@ -99,6 +99,8 @@ export interface StartOptions {
   args?: string[];
   /** Start the kubelet stand-in before the daemon (default true); false: only once the daemon has started. */
   kubelet?: boolean;
+  /** MACVTAP_TEST_FAULT for the daemon, e.g. `Start:config-read:pause` (lib/util/faults.ts). */
+  fault?: string;
 }
 
 export interface Started {
@@ -122,6 +124,7 @@ export async function startDaemon(t: Teardown, opts: StartOptions): Promise<Star
     opts.ns,
     ['--device-plugin-path', pluginDir, '--state-dir', stateDir, '--log-level', 'debug', ...(opts.args ?? [])],
     opts.env,
+    opts.fault,
   );
   if (!kubelet) {
     await daemon.waitForLog((l) => l.msg === 'started');
@@ -133,15 +136,18 @@ export async function startDaemon(t: Teardown, opts: StartOptions): Promise<Star
 }
 
 /** Spawns the daemon with exactly these arguments; stops it at teardown. */
-export function spawnDaemon(t: Teardown, ns: string, args: string[], env?: string): DaemonProcess {
+export function spawnDaemon(t: Teardown, ns: string, args: string[], env?: string, fault?: string): DaemonProcess {
   assertBuilt();
   const childEnv: NodeJS.ProcessEnv = { ...process.env };
   delete childEnv.DP_MACVTAP_CONF;
+  delete childEnv.MACVTAP_TEST_FAULT;
   if (env !== undefined) childEnv.DP_MACVTAP_CONF = env;
+  if (fault !== undefined) childEnv.MACVTAP_TEST_FAULT = fault;
   const child = spawn('ip', ['netns', 'exec', ns, process.execPath, DAEMON, ...args], { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
   const daemon = new DaemonProcess(child);
   t.teardown(async () => {
     if (child.exitCode !== null || child.signalCode !== null) return;
+    child.kill('SIGCONT'); // a daemon paused at a fault point would not see SIGTERM
     child.kill('SIGTERM');
     const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
     await daemon.exited;
