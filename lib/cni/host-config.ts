@@ -14,11 +14,12 @@
  * guesses a policy (a typo must not turn `enforce` into the default silently).
  */
 import { isUtf8 } from 'node:buffer';
-import { closeSync, constants, fstatSync, lstatSync, openSync, readSync, statSync, type Stats } from 'node:fs';
+import { lstatSync, statSync, type Stats } from 'node:fs';
 import { dirname, isAbsolute, join } from 'node:path';
 import { DEFAULT_KUBELET_ROOT } from '../kubelet/checkpoint';
 import { DEFAULT_STATE_DIR, STATE_DIR_ENV } from '../state';
 import { isLogLevel, LOG_LEVELS, type LogLevel } from '../util/log';
+import { readBounded } from '../util/bounded-read';
 import { ownerProblem } from '../util/root-only';
 import { CniError, ErrorCode } from './errors';
 
@@ -122,30 +123,28 @@ function readTrusted(file: string): string | undefined {
   const real = dirStat.isSymbolicLink() ? safeStat(dir) : dirStat;
   const dirProblem = !real?.isDirectory() ? 'is not a directory' : ownerProblem(real);
   if (dirProblem) throw hostError(`the host configuration directory ${dir} ${dirProblem}`, 'only root may be able to write it');
-  let fd: number;
-  try {
-    fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') return undefined;
-    if (code === 'ELOOP') throw hostError(`the host configuration ${file} is a symlink`, 'write the file itself there');
-    throw hostError(`cannot open the host configuration ${file}: ${(err as Error).message}`);
+  const r = readBounded(file, { maxBytes: MAX_BYTES, noFollow: true, rootOnly: true });
+  if (r.ok) {
+    if (!isUtf8(r.bytes)) throw hostError(`the host configuration ${file} is not UTF-8`);
+    return r.bytes.toString('utf8');
   }
-  try {
-    const st = fstatSync(fd);
-    if (!st.isFile()) throw hostError(`the host configuration ${file} is not a regular file`);
-    const problem = ownerProblem(st);
-    if (problem) throw hostError(`the host configuration ${file} ${problem}`, 'only root may be able to write it');
-    if (st.size > MAX_BYTES) throw hostError(`the host configuration ${file} is ${st.size} bytes, above ${MAX_BYTES}`);
-    const buf = Buffer.alloc(MAX_BYTES + 1);
-    let n = 0;
-    for (let got = -1; got !== 0 && n <= MAX_BYTES; n += got) got = readSync(fd, buf, n, buf.length - n, null);
-    if (n > MAX_BYTES) throw hostError(`the host configuration ${file} is above ${MAX_BYTES} bytes`);
-    const bytes = buf.subarray(0, n);
-    if (!isUtf8(bytes)) throw hostError(`the host configuration ${file} is not UTF-8`);
-    return bytes.toString('utf8');
-  } finally {
-    closeSync(fd);
+  switch (r.reason) {
+    case 'missing':
+      return undefined;
+    case 'symlink':
+      throw hostError(`the host configuration ${file} is a symlink`, 'write the file itself there');
+    case 'open':
+      throw hostError(`cannot open the host configuration ${file}: ${r.error.message}`);
+    case 'read':
+      throw hostError(`cannot read the host configuration ${file}: ${r.error.message}`);
+    case 'not-file':
+      throw hostError(`the host configuration ${file} is ${r.kind}, not a regular file`);
+    case 'owner':
+      throw hostError(`the host configuration ${file} ${r.problem}`, 'only root may be able to write it');
+    case 'size':
+      throw hostError(`the host configuration ${file} is ${r.size} bytes, above ${MAX_BYTES}`);
+    case 'grew':
+      throw hostError(`the host configuration ${file} is above ${MAX_BYTES} bytes`);
   }
 }
 

@@ -27,8 +27,9 @@
  * reads the same file for device IDs, does not verify it either.
  */
 import { isUtf8 } from 'node:buffer';
-import { closeSync, constants, fstatSync, lstatSync, openSync, readSync, type Stats } from 'node:fs';
+import { lstatSync, type Stats } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { type BoundedRead, describeKind, readBounded } from '../util/bounded-read';
 import { ownerProblem } from '../util/root-only';
 
 export const DEFAULT_KUBELET_ROOT = '/var/lib/kubelet';
@@ -182,15 +183,6 @@ export function parseCheckpoint(text: string, source = CHECKPOINT_NAME): DeviceC
   return { format: sawV1 ? 'v1' : 'v2', entries, registeredDevices, checksum, bootID };
 }
 
-function describeKind(st: Stats): string {
-  if (st.isFIFO()) return 'a FIFO';
-  if (st.isSocket()) return 'a socket';
-  if (st.isCharacterDevice() || st.isBlockDevice()) return 'a device';
-  if (st.isDirectory()) return 'a directory';
-  if (st.isSymbolicLink()) return 'a symlink';
-  return 'not a regular file';
-}
-
 /**
  * Reads and validates the checkpoint at `path` (see `checkpointPath`). Opens without following a symlink and
  * without blocking (a FIFO planted there cannot hang the caller), reads at most MAX_CHECKPOINT_BYTES, and
@@ -211,48 +203,31 @@ export function readCheckpoint(path: string, maxBytes = MAX_CHECKPOINT_BYTES): D
   const dirProblem = ownerProblem(dirStat);
   if (dirProblem) throw new CheckpointError('unsafe', path, `kubelet checkpoint directory ${dir} ${dirProblem}`);
 
-  let fd: number;
-  try {
-    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw new CheckpointError('missing', path, `kubelet checkpoint ${path} does not exist`);
-    if (code === 'ELOOP') throw new CheckpointError('unsafe', path, `kubelet checkpoint ${path} is a symlink`);
-    throw new CheckpointError('unreadable', path, `cannot open kubelet checkpoint ${path}: ${(err as Error).message}`);
-  }
-  let bytes: Buffer;
-  try {
-    const st = fstatSync(fd);
-    if (!st.isFile()) throw new CheckpointError('unsafe', path, `kubelet checkpoint ${path} is ${describeKind(st)}`);
-    const problem = ownerProblem(st);
-    if (problem) throw new CheckpointError('unsafe', path, `kubelet checkpoint ${path} ${problem}`);
-    if (st.size > maxBytes)
-      throw new CheckpointError('corrupt', path, `kubelet checkpoint ${path} is ${st.size} bytes, above the ${maxBytes}-byte limit`);
-    bytes = readAll(fd, path, maxBytes);
-  } finally {
-    closeSync(fd);
-  }
+  const r = readBounded(path, { maxBytes, noFollow: true, rootOnly: true });
+  if (!r.ok) throw checkpointReadError(path, r, maxBytes);
   // isUtf8 is native and needs no decoder set-up (a TextDecoder costs a cold CNI process milliseconds).
-  if (!isUtf8(bytes)) throw new CheckpointError('corrupt', path, `kubelet checkpoint ${path} is corrupt: not UTF-8`);
-  return parseCheckpoint(bytes.toString('utf8'), path);
+  if (!isUtf8(r.bytes)) throw new CheckpointError('corrupt', path, `kubelet checkpoint ${path} is corrupt: not UTF-8`);
+  return parseCheckpoint(r.bytes.toString('utf8'), path);
 }
 
-/** Reads to EOF, refusing to go past `maxBytes` (the file may grow between fstat and read). */
-function readAll(fd: number, path: string, maxBytes: number): Buffer {
-  const chunks: Buffer[] = [];
-  let total = 0;
-  for (;;) {
-    const chunk = Buffer.allocUnsafe(Math.min(1 << 20, maxBytes + 1 - total));
-    let n: number;
-    try {
-      n = readSync(fd, chunk, 0, chunk.length, null);
-    } catch (err) {
-      throw new CheckpointError('unreadable', path, `cannot read kubelet checkpoint ${path}: ${(err as Error).message}`);
-    }
-    if (n === 0) return Buffer.concat(chunks, total);
-    chunks.push(chunk.subarray(0, n));
-    total += n;
-    if (total > maxBytes) throw new CheckpointError('corrupt', path, `kubelet checkpoint ${path} is above the ${maxBytes}-byte limit`);
+function checkpointReadError(path: string, r: Exclude<BoundedRead, { ok: true }>, maxBytes: number): CheckpointError {
+  switch (r.reason) {
+    case 'missing':
+      return new CheckpointError('missing', path, `kubelet checkpoint ${path} does not exist`);
+    case 'symlink':
+      return new CheckpointError('unsafe', path, `kubelet checkpoint ${path} is a symlink`);
+    case 'open':
+      return new CheckpointError('unreadable', path, `cannot open kubelet checkpoint ${path}: ${r.error.message}`);
+    case 'read':
+      return new CheckpointError('unreadable', path, `cannot read kubelet checkpoint ${path}: ${r.error.message}`);
+    case 'not-file':
+      return new CheckpointError('unsafe', path, `kubelet checkpoint ${path} is ${r.kind}`);
+    case 'owner':
+      return new CheckpointError('unsafe', path, `kubelet checkpoint ${path} ${r.problem}`);
+    case 'size':
+      return new CheckpointError('corrupt', path, `kubelet checkpoint ${path} is ${r.size} bytes, above the ${maxBytes}-byte limit`);
+    case 'grew':
+      return new CheckpointError('corrupt', path, `kubelet checkpoint ${path} is above the ${maxBytes}-byte limit`);
   }
 }
 

@@ -119,7 +119,7 @@ t.test('a host configuration someone else could have written is refused (111), n
   const fifoDir = withFile(s, good);
   fs.rmSync(path.join(fifoDir, 'macvtap.conf.json'));
   execFileSync('mkfifo', ['-m', '0644', path.join(fifoDir, 'macvtap.conf.json')]);
-  refused(t, runInstalled(s, fifoDir), 111, /is not a regular file/, 'a FIFO (refused without blocking)');
+  refused(t, runInstalled(s, fifoDir), 111, /is a FIFO, not a regular file/, 'a FIFO (refused without blocking)');
   t.equal(snapshot(s), before, 'nothing changed by any of them');
   t.end();
 });
