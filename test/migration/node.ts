@@ -77,7 +77,13 @@ export async function startDevicePlugin(t: Test, node: Node, side: Side): Promis
     30000,
     `registration of ${RES} by ${side}'s device plugin`,
   );
-  await node.kubelet.waitForDevices(RES, (l) => l.length === CAPACITY && l.every((d) => d.health === 'Healthy'), 30000);
+  try {
+    await node.kubelet.waitForDevices(RES, (l) => l.length === CAPACITY && l.every((d) => d.health === 'Healthy'), 60000);
+  } catch (err) {
+    const log = node.dp.upstream?.log ?? node.dp.ours?.stderr ?? '';
+    const lines = node.dp.ours ? `; last log lines ${JSON.stringify(node.dp.ours.logs.slice(-8))}` : '';
+    throw new Error(`${(err as Error).message}; ${side}'s device plugin stderr (tail): ${log.slice(-3000)}${lines}`, { cause: err });
+  }
 }
 
 /** Stops the running device plugin as a DaemonSet rollout does (SIGTERM; upstream: SIGKILL, it ignores TERM). */

@@ -215,6 +215,11 @@ export class KubeletStandIn extends EventEmitter {
       },
       timeoutMs,
       `device list of ${resource} matching ${predicate.toString()}`,
+      () => {
+        const list = this.devices(resource);
+        const seen = list ? JSON.stringify(list.map((d) => `${d.ID}:${d.health}`)) : 'no list';
+        return `last list ${seen}${this.streamEnded(resource) ? ', stream ended' : ''}`;
+      },
     );
   }
 
@@ -224,7 +229,14 @@ export class KubeletStandIn extends EventEmitter {
   }
 
   /** Resolves with `check()` once it is defined, re-checking on every `event` this stand-in emits. */
-  waitFor<T>(event: 'registration' | 'devices' | 'streamEnd', check: () => T | undefined, timeoutMs: number, what: string): Promise<T> {
+  waitFor<T>(
+    event: 'registration' | 'devices' | 'streamEnd',
+    check: () => T | undefined,
+    timeoutMs: number,
+    what: string,
+    /** What was seen instead, for the timeout's message. */
+    seen?: () => string,
+  ): Promise<T> {
     const now = check();
     if (now !== undefined) return Promise.resolve(now);
     return new Promise<T>((resolve, reject) => {
@@ -236,7 +248,7 @@ export class KubeletStandIn extends EventEmitter {
       };
       const timer = setTimeout(() => {
         cleanup();
-        reject(new Error(`kubelet stand-in: timed out after ${timeoutMs} ms waiting for ${what}`));
+        reject(new Error(`kubelet stand-in: timed out after ${timeoutMs} ms waiting for ${what}${seen ? ` (${seen()})` : ''}`));
       }, timeoutMs);
       const cleanup = (): void => {
         clearTimeout(timer);
